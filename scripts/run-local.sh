@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# `make run`: the whole system on this machine, without Docker.
+#
+# Builds the binaries, creates the four databases on the local PostgreSQL (the server of
+# DATABASE_URL, default postgres://postgres@127.0.0.1:5432), starts the dev broker (a
+# Kafka-protocol broker on 127.0.0.1:9092) unless KAFKA_BROKERS names another one, starts
+# the four services with prefixed, coloured log lines, waits until they are ready, loads
+# the demo catalog and prints where to look. Ctrl-C stops everything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The server part of DATABASE_URL (scheme, user, host, port), without a database name.
+server=$(python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print(f"{p.scheme}://{p.netloc}")' \
+  "${DATABASE_URL:-postgres://postgres@127.0.0.1:5432}")
+bin="target/debug"
+export PGOPTIONS="-c client_min_messages=warning"
+
+if ! psql "$server/postgres" -qtAc 'select 1' >/dev/null 2>&1; then
+  cat >&2 <<MSG
+PostgreSQL is not reachable at $server.
+Start it (e.g. 'sudo service postgresql start' or 'pg_ctlcluster 15 main start'), or set
+DATABASE_URL to a server where user may create databases, then run 'make run' again.
+MSG
+  exit 1
+fi
+for port in 8081 8082 8083 8084; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "Port $port is in use: another copy of the services may be running. Stop it first." >&2
+    exit 1
+  fi
+done
+
+echo "building..."
+cargo build --quiet --bins
+
+for db in users orders payments inventory; do
+  if [ "$(psql "$server/postgres" -qtAc "select 1 from pg_database where datname = '$db'")" != 1 ]; then
+    psql "$server/postgres" -qc "create database $db" >/dev/null
+    echo "created database $db"
+  fi
+done
+
+pids=()
+stopping=0
+stop() {
+  [ "$stopping" = 1 ] && return
+  stopping=1
+  printf '\nstopping...\n'
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  echo "stopped."
+}
+trap stop EXIT
+trap 'exit 130' INT TERM
+
+# Runs "$@" with every output line prefixed by a coloured name.
+run() {
+  local name=$1 colour=$2; shift 2
+  "$@" > >(while IFS= read -r line; do printf '\033[%sm%-10s\033[0m %s\n' "$colour" "$name" "$line"; done) 2>&1 &
+  pids+=($!)
+}
+
+if [ -z "${KAFKA_BROKERS:-}" ] && [ "${EVENT_BUS:-kafka}" = kafka ]; then
+  if (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null; then
+    echo "something already listens on 127.0.0.1:9092; using it as the Kafka broker"
+  else
+    run broker 35 "$bin/dev-broker"
+    for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null && break; sleep 0.1; done
+  fi
+fi
+
+export LOG_FORMAT="${LOG_FORMAT:-pretty}" RUST_LOG="${RUST_LOG:-info}"
+run user 32 env DATABASE_URL="$server/users" ADMIN_EMAIL="${ADMIN_EMAIL:-admin@example.com}" \
+  ADMIN_PASSWORD="${ADMIN_PASSWORD:-admin-password}" "$bin/user-service"
+run inventory 33 env DATABASE_URL="$server/inventory" "$bin/inventory-service"
+run order 34 env DATABASE_URL="$server/orders" "$bin/order-service"
+run payment 36 env DATABASE_URL="$server/payments" "$bin/payment-service"
+
+for port in 8081 8082 8083 8084; do
+  for _ in $(seq 1 600); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health/ready")" = 200 ] && break
+    sleep 0.1
+  done
+  if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health/ready")" != 200 ]; then
+    echo "the service on port $port did not become ready; see its lines above" >&2
+    exit 1
+  fi
+done
+
+DATABASE_URL="$server/inventory" LOG_FORMAT=pretty RUST_LOG=warn "$bin/inventory-service" seed-demo
+
+cat <<MSG
+
+  All four services are ready. Demo catalog loaded.
+
+  APIs           user http://127.0.0.1:8081   order http://127.0.0.1:8082
+                 payment http://127.0.0.1:8083   inventory http://127.0.0.1:8084
+  Swagger UI     http://127.0.0.1:8081/swagger-ui/ (and 8082, 8083, 8084)
+  Metrics        http://127.0.0.1:8081/metrics (and 8082, 8083, 8084)
+  Admin login    ${ADMIN_EMAIL:-admin@example.com} / ${ADMIN_PASSWORD:-admin-password}
+  Kafka          ${KAFKA_BROKERS:-127.0.0.1:9092}
+
+  In another terminal: make demo.   Ctrl-C here stops everything.
+
+MSG
+wait

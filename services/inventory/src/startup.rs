@@ -1,0 +1,55 @@
+//! Wires the service together on the shared runtime: database, event bus (outbox relay and the
+//! saga consumer), token verification, HTTP server.
+
+use service_kit::{
+    auth::Authenticator,
+    http::{self, ApiInfo},
+    runtime::{RunningService, ServiceRuntime},
+};
+
+use crate::{Settings, routes, saga::InventorySaga};
+
+pub const API_INFO: ApiInfo = ApiInfo {
+    service: "inventory-service",
+    title: "inventory-service",
+    description: "The product catalog and the stock of each product.",
+    version: env!("CARGO_PKG_VERSION"),
+};
+
+/// The embedded migrations, applied at start-up (and by tests that use the database
+/// without the HTTP server).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The OpenAPI document of this service.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    http::openapi(&API_INFO, routes::configure)
+}
+
+/// The running service: `build` it from settings, then `run_until_stopped`.
+pub struct Application(RunningService);
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let mut runtime = ServiceRuntime::start(
+            &API_INFO,
+            &settings.http,
+            &settings.database,
+            &MIGRATOR,
+            &settings.events,
+        )
+        .await?;
+        runtime.consume(InventorySaga)?;
+        let authenticator = Authenticator::remote(&settings.auth)?;
+        runtime
+            .serve(&settings.http, routes::configure, authenticator, |_| {})
+            .map(Self)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.0.port()
+    }
+
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.0.run_until_stopped().await
+    }
+}

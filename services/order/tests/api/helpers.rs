@@ -1,0 +1,217 @@
+use secrecy::ExposeSecret;
+use service_kit::config::ConfigSource;
+use shop_model::api::{Order, Product};
+use test_kit::{ApiClient, JwksServer, TestBroker, TestDatabase, TestResponse, tokens};
+
+pub struct TestApp {
+    pub api: ApiClient,
+    /// The real inventory-service, when the test runs against it.
+    pub inventory: Option<ApiClient>,
+    pub broker: TestBroker,
+    /// order-service's database.
+    pub database: TestDatabase,
+    _jwks: JwksServer,
+    _inventory_database: Option<TestDatabase>,
+}
+
+/// order-service and a real inventory-service, each with its own database.
+pub async fn spawn_app() -> TestApp {
+    test_kit::init_test_logging();
+    let jwks = JwksServer::start().await;
+    let broker = TestBroker::start();
+    let inventory_db = TestDatabase::create().await;
+    let inventory_settings = inventory_service::Settings::from_source(&ConfigSource::from_pairs([
+        ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
+        ("HTTP_WORKERS", "2".to_owned()),
+        (
+            "DATABASE_URL",
+            inventory_db.url().expose_secret().to_owned(),
+        ),
+        ("USER_SERVICE_URL", jwks.base_url().to_string()),
+        ("KAFKA_BROKERS", broker.bootstrap_servers().to_owned()),
+    ]))
+    .expect("inventory settings");
+    let inventory = inventory_service::Application::build(inventory_settings)
+        .await
+        .expect("inventory-service starts");
+    let inventory_url = format!("http://127.0.0.1:{}", inventory.port());
+    tokio::spawn(inventory.run_until_stopped());
+
+    let mut app = spawn_order_service(jwks, broker, &inventory_url, &[]).await;
+    app.inventory = Some(ApiClient::with_base_url(inventory_url));
+    app._inventory_database = Some(inventory_db);
+    app
+}
+
+/// order-service calling whatever answers at `inventory_url` (a wiremock server).
+pub async fn spawn_app_with_fake_inventory(inventory_url: &str, extra: &[(&str, &str)]) -> TestApp {
+    test_kit::init_test_logging();
+    spawn_order_service(
+        JwksServer::start().await,
+        TestBroker::start(),
+        inventory_url,
+        extra,
+    )
+    .await
+}
+
+async fn spawn_order_service(
+    jwks: JwksServer,
+    broker: TestBroker,
+    inventory_url: &str,
+    extra: &[(&str, &str)],
+) -> TestApp {
+    let database = TestDatabase::create().await;
+    let mut values = vec![
+        ("HTTP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+        ("HTTP_WORKERS".to_owned(), "2".to_owned()),
+        (
+            "DATABASE_URL".to_owned(),
+            database.url().expose_secret().to_owned(),
+        ),
+        ("USER_SERVICE_URL".to_owned(), jwks.base_url().to_string()),
+        ("INVENTORY_SERVICE_URL".to_owned(), inventory_url.to_owned()),
+        ("INVENTORY_BACKOFF_MS".to_owned(), "10".to_owned()),
+        (
+            "KAFKA_BROKERS".to_owned(),
+            broker.bootstrap_servers().to_owned(),
+        ),
+    ];
+    values.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    let settings = order_service::Settings::from_source(&ConfigSource::from_pairs(values))
+        .expect("order settings");
+    let app = order_service::Application::build(settings)
+        .await
+        .expect("order-service starts");
+    let api = ApiClient::new(app.port());
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        api,
+        inventory: None,
+        broker,
+        database,
+        _jwks: jwks,
+        _inventory_database: None,
+    }
+}
+
+impl TestApp {
+    /// Creates a product in the real inventory-service as an admin.
+    pub async fn create_product(&self, price_cents: i64, stock: i64) -> Product {
+        let inventory = self.inventory.as_ref().expect("a real inventory-service");
+        let (_, admin) = tokens::admin();
+        let sku = format!("SKU-{}", uuid::Uuid::new_v4().simple());
+        let response = inventory
+            .post("/api/v1/products")
+            .bearer(&admin)
+            .json(&serde_json::json!({
+                "sku": sku, "name": "Test product", "description": "", "price_cents": price_cents, "stock": stock
+            }))
+            .send()
+            .await;
+        response.assert_status(201);
+        response.json()
+    }
+
+    pub async fn place_order(&self, token: &str, items: &[(String, i64)]) -> TestResponse {
+        self.api
+            .post("/api/v1/orders")
+            .bearer(token)
+            .json(&order_body(items))
+            .send()
+            .await
+    }
+
+    pub async fn get_order(&self, token: &str, id: impl std::fmt::Display) -> TestResponse {
+        self.api
+            .get(&format!("/api/v1/orders/{id}"))
+            .bearer(token)
+            .send()
+            .await
+    }
+
+    pub async fn list_orders(&self, token: &str, query: &str) -> TestResponse {
+        self.api
+            .get(&format!("/api/v1/orders{query}"))
+            .bearer(token)
+            .send()
+            .await
+    }
+
+    /// Places an order for one unit of a new product and returns it.
+    pub async fn placed_order(&self, token: &str) -> Order {
+        let product = self.create_product(500, 10).await;
+        let response = self
+            .place_order(token, &[(product.id.to_string(), 1)])
+            .await;
+        response.assert_status(202);
+        response.json()
+    }
+}
+
+pub fn order_body(items: &[(String, i64)]) -> serde_json::Value {
+    serde_json::json!({
+        "items": items
+            .iter()
+            .map(|(id, quantity)| serde_json::json!({"product_id": id, "quantity": quantity}))
+            .collect::<Vec<_>>()
+    })
+}
+
+impl TestApp {
+    /// Publishes `event` to the broker as another service would; returns its event id.
+    pub async fn publish<E: shop_model::events::Event>(&self, event: &E) -> uuid::Uuid {
+        let envelope = shop_model::events::CloudEvent::new("/test", event);
+        let message =
+            service_kit::events::Message::from_event(&envelope, event, None).expect("encodes");
+        self.broker
+            .bus()
+            .await
+            .publish(&message)
+            .await
+            .expect("published");
+        uuid::Uuid::parse_str(&envelope.id).expect("uuid")
+    }
+
+    pub async fn db(&self) -> sqlx::PgConnection {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect(self.database.url().expose_secret())
+            .await
+            .expect("connect")
+    }
+
+    /// Waits until order-service's consumer has applied (or skipped as a duplicate) the
+    /// event `id`.
+    pub async fn wait_until_processed(&self, id: uuid::Uuid) {
+        let mut db = self.db().await;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let seen: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM inbox WHERE event_id = $1)")
+                    .bind(id)
+                    .fetch_one(&mut db)
+                    .await
+                    .expect("inbox query");
+            if seen {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "event {id} not processed in 30 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn outbox_count(&self, event_type: &str) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE event_type = $1")
+            .bind(event_type)
+            .fetch_one(&mut self.db().await)
+            .await
+            .expect("count")
+    }
+}

@@ -1,0 +1,32 @@
+//! The failures of user-service, and their one mapping to HTTP.
+
+use service_kit::ApiError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error("an account with this e-mail already exists")]
+    EmailTaken,
+    #[error("invalid e-mail or password")]
+    InvalidCredentials,
+    #[error("user not found")]
+    NotFound,
+    #[error("you may only read your own account")]
+    NotYourAccount,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<UserError> for ApiError {
+    fn from(error: UserError) -> Self {
+        match error {
+            UserError::EmailTaken => Self::Conflict(error.to_string()),
+            UserError::InvalidCredentials => Self::Unauthorized(error.to_string()),
+            UserError::NotFound => Self::NotFound(error.to_string()),
+            UserError::NotYourAccount => Self::Forbidden(error.to_string()),
+            UserError::Database(e) => e.into(),
+            UserError::Unexpected(e) => e.into(),
+        }
+    }
+}

@@ -1,0 +1,91 @@
+use service_kit::config::ConfigSource;
+use shop_model::api::{TokenResponse, User};
+use test_kit::{ApiClient, TestBroker, TestDatabase, TestResponse};
+use user_service::{Application, Settings};
+
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+pub const ADMIN_PASSWORD: &str = "admin-password";
+
+pub struct TestApp {
+    pub api: ApiClient,
+    pub database: TestDatabase,
+    pub broker: TestBroker,
+}
+
+/// Starts user-service as `main` would, from configuration values, with only the database
+/// and the port differing from the documented defaults.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
+    test_kit::init_test_logging();
+    let database = TestDatabase::create().await;
+    let broker = TestBroker::start();
+    let url = secrecy::ExposeSecret::expose_secret(&database.url()).to_owned();
+    let mut values = vec![
+        ("HTTP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+        ("HTTP_WORKERS".to_owned(), "2".to_owned()),
+        ("DATABASE_URL".to_owned(), url),
+        (
+            "KAFKA_BROKERS".to_owned(),
+            broker.bootstrap_servers().to_owned(),
+        ),
+        ("ADMIN_EMAIL".to_owned(), ADMIN_EMAIL.to_owned()),
+        ("ADMIN_PASSWORD".to_owned(), ADMIN_PASSWORD.to_owned()),
+    ];
+    values.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    let settings =
+        Settings::from_source(&ConfigSource::from_pairs(values)).expect("valid settings");
+    let app = Application::build(settings)
+        .await
+        .expect("the application starts");
+    let api = ApiClient::new(app.port());
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        api,
+        database,
+        broker,
+    }
+}
+
+impl TestApp {
+    pub async fn register(&self, email: &str, password: &str, name: &str) -> TestResponse {
+        self.api
+            .post("/api/v1/users")
+            .json(&serde_json::json!({ "email": email, "password": password, "name": name }))
+            .send()
+            .await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> TestResponse {
+        self.api
+            .post("/api/v1/auth/token")
+            .json(&serde_json::json!({ "email": email, "password": password }))
+            .send()
+            .await
+    }
+
+    pub async fn token(&self, email: &str, password: &str) -> String {
+        let response = self.login(email, password).await;
+        response.assert_status(200);
+        response.json::<TokenResponse>().access_token
+    }
+
+    /// Registers a customer with a unique e-mail and logs in.
+    pub async fn customer(&self) -> (User, String) {
+        let email = format!("{}@example.com", uuid::Uuid::new_v4().simple());
+        let response = self.register(&email, "password123", "Test Customer").await;
+        response.assert_status(201);
+        let token = self.token(&email, "password123").await;
+        (response.json(), token)
+    }
+
+    pub async fn admin_token(&self) -> String {
+        self.token(ADMIN_EMAIL, ADMIN_PASSWORD).await
+    }
+}

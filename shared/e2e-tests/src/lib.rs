@@ -1,0 +1,483 @@
+//! The end-to-end harness: starts the four real service binaries as processes against
+//! real PostgreSQL databases (one per service, fresh per test) and a real broker, and
+//! drives them only over HTTP, as a client would.
+//!
+//! Broker per mode:
+//! - Kafka: an in-process Kafka-protocol broker (`test_kit::TestBroker`), or the external
+//!   broker named by `TEST_KAFKA_BROKERS`;
+//! - RabbitMQ: the server at `TEST_AMQP_URL` (default the local one), with a virtual host
+//!   of its own per test, reached through a proxy the test can cut to simulate an outage.
+//!
+//! Services log to `target/e2e-logs/<test>/<service>.log`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod process;
+mod proxy;
+mod rabbitmq;
+
+use std::{path::PathBuf, time::Duration};
+
+use secrecy::ExposeSecret;
+use serde::de::DeserializeOwned;
+use shop_model::api::{Order, OrderStatus, Page, Payment, Product, TokenResponse, User, Wallet};
+use test_kit::{ApiClient, TestBroker, TestDatabase, TestResponse};
+
+pub use process::ServiceProcess;
+pub use proxy::ChaosProxy;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Kafka,
+    RabbitMq,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Service {
+    User,
+    Inventory,
+    Payment,
+    Order,
+}
+
+impl Service {
+    pub const ALL: [Service; 4] = [Self::User, Self::Inventory, Self::Payment, Self::Order];
+
+    pub fn binary(self) -> &'static str {
+        match self {
+            Self::User => "user-service",
+            Self::Inventory => "inventory-service",
+            Self::Payment => "payment-service",
+            Self::Order => "order-service",
+        }
+    }
+}
+
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+pub const ADMIN_PASSWORD: &str = "admin-password";
+pub const INITIAL_CREDIT: i64 = 100_000;
+/// How long any saga outcome may take before a test fails.
+pub const SAGA_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The broker the services use, seen from the test.
+pub enum Broker {
+    Kafka {
+        local: Option<TestBroker>,
+        brokers: String,
+    },
+    RabbitMq {
+        vhost: rabbitmq::Vhost,
+        proxy: ChaosProxy,
+    },
+}
+
+/// The four services, their databases and their broker.
+pub struct Stack {
+    pub mode: Mode,
+    pub broker: Broker,
+    databases: Vec<(Service, TestDatabase)>,
+    processes: Vec<(Service, ServiceProcess)>,
+    ports: Vec<(Service, u16)>,
+    log_dir: PathBuf,
+    pub admin_token: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl Stack {
+    pub async fn start(mode: Mode, test: &str) -> Self {
+        test_kit::init_test_logging();
+        process::build_binaries();
+        let broker = match mode {
+            Mode::Kafka => match std::env::var("TEST_KAFKA_BROKERS") {
+                Ok(brokers) => Broker::Kafka {
+                    local: None,
+                    brokers,
+                },
+                Err(_) => {
+                    let local = TestBroker::start();
+                    let brokers = local.bootstrap_servers().to_owned();
+                    Broker::Kafka {
+                        local: Some(local),
+                        brokers,
+                    }
+                }
+            },
+            Mode::RabbitMq => {
+                let vhost = rabbitmq::Vhost::create().await;
+                let proxy = ChaosProxy::start(vhost.host_port()).await;
+                Broker::RabbitMq { vhost, proxy }
+            }
+        };
+        let mut databases = Vec::new();
+        for service in Service::ALL {
+            databases.push((service, TestDatabase::create().await));
+        }
+        let log_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../target/e2e-logs")
+            .join(format!(
+                "{test}-{}",
+                match mode {
+                    Mode::Kafka => "kafka",
+                    Mode::RabbitMq => "rabbitmq",
+                }
+            ));
+        let _ = std::fs::remove_dir_all(&log_dir);
+        std::fs::create_dir_all(&log_dir).expect("log directory");
+        let ports = Service::ALL.iter().map(|s| (*s, free_port())).collect();
+        let mut stack = Self {
+            mode,
+            broker,
+            databases,
+            processes: Vec::new(),
+            ports,
+            log_dir,
+            admin_token: String::new(),
+        };
+        for service in Service::ALL {
+            stack.spawn(service, stack.port(service), "");
+        }
+        for service in Service::ALL {
+            stack.wait_ready(service, stack.port(service)).await;
+        }
+        stack.admin_token = stack.token(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+        stack
+    }
+
+    pub fn port(&self, service: Service) -> u16 {
+        self.ports
+            .iter()
+            .find(|(s, _)| *s == service)
+            .map(|(_, p)| *p)
+            .expect("port")
+    }
+
+    pub fn database_url(&self, service: Service) -> String {
+        self.databases
+            .iter()
+            .find(|(s, _)| *s == service)
+            .map(|(_, db)| db.url().expose_secret().to_owned())
+            .expect("database")
+    }
+
+    fn environment(&self, service: Service, port: u16) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("HTTP_ADDR", format!("127.0.0.1:{port}")),
+            ("HTTP_WORKERS", "2".to_owned()),
+            ("DATABASE_URL", self.database_url(service)),
+            ("DATABASE_MAX_CONNECTIONS", "10".to_owned()),
+            (
+                "USER_SERVICE_URL",
+                format!("http://127.0.0.1:{}", self.port(Service::User)),
+            ),
+            (
+                "INVENTORY_SERVICE_URL",
+                format!("http://127.0.0.1:{}", self.port(Service::Inventory)),
+            ),
+            ("RATE_LIMIT_PER_SECOND", "0".to_owned()),
+            ("OUTBOX_POLL_INTERVAL_MS", "250".to_owned()),
+            ("CONSUMER_MAX_ATTEMPTS", "3".to_owned()),
+            ("CONSUMER_RETRY_BACKOFF_MS", "50".to_owned()),
+            ("RUST_LOG", "info".to_owned()),
+            ("LOG_FORMAT", "json".to_owned()),
+            ("ADMIN_EMAIL", ADMIN_EMAIL.to_owned()),
+            ("ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned()),
+            ("WALLET_INITIAL_CREDIT_CENTS", INITIAL_CREDIT.to_string()),
+        ];
+        match &self.broker {
+            Broker::Kafka { brokers, .. } => {
+                env.push(("EVENT_BUS", "kafka".to_owned()));
+                env.push(("KAFKA_BROKERS", brokers.clone()));
+            }
+            Broker::RabbitMq { vhost, proxy } => {
+                env.push(("EVENT_BUS", "rabbitmq".to_owned()));
+                env.push(("AMQP_URL", vhost.url_via(proxy.port())));
+            }
+        }
+        env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    }
+
+    fn spawn(&mut self, service: Service, port: u16, suffix: &str) {
+        let log = self
+            .log_dir
+            .join(format!("{}{suffix}.log", service.binary()));
+        let process =
+            ServiceProcess::spawn(service.binary(), &self.environment(service, port), &log);
+        self.processes.push((service, process));
+    }
+
+    async fn wait_ready(&mut self, service: Service, port: u16) {
+        let client = ApiClient::new(port);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some((_, process)) = self.processes.iter_mut().rev().find(|(s, _)| *s == service)
+            {
+                process.assert_running();
+            }
+            let ready = reqwest::get(format!("{}/health/ready", client.base_url()))
+                .await
+                .is_ok_and(|r| r.status() == 200);
+            if ready {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} not ready in 60 s",
+                service.binary()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Kills every process of `service` with SIGKILL: no graceful shutdown, no flushing.
+    pub fn kill(&mut self, service: Service) {
+        for (s, process) in &mut self.processes {
+            if *s == service {
+                process.kill();
+            }
+        }
+        self.processes.retain(|(s, _)| *s != service);
+    }
+
+    /// Sends SIGTERM to every process of `service`; returns their exit statuses and logs.
+    pub fn terminate(&mut self, service: Service) -> Vec<(std::process::ExitStatus, String)> {
+        let mut stopped = Vec::new();
+        for (s, process) in &mut self.processes {
+            if *s == service {
+                stopped.push((process.terminate(), process.log()));
+            }
+        }
+        self.processes.retain(|(s, _)| *s != service);
+        stopped
+    }
+
+    /// Starts `service` again on its port, and waits until it is ready.
+    pub async fn restart(&mut self, service: Service) {
+        let port = self.port(service);
+        self.spawn(service, port, "-restarted");
+        self.wait_ready(service, port).await;
+    }
+
+    /// Starts another replica of `service` on the same database; returns its API.
+    pub async fn add_replica(&mut self, service: Service) -> ApiClient {
+        let port = free_port();
+        self.spawn(service, port, "-replica");
+        self.wait_ready(service, port).await;
+        ApiClient::new(port)
+    }
+
+    /// Makes the broker unreachable (`false`) or reachable again (`true`).
+    pub async fn set_broker_up(&self, up: bool) {
+        match &self.broker {
+            Broker::Kafka {
+                local: Some(broker),
+                ..
+            } => broker.set_up(up),
+            Broker::Kafka { local: None, .. } => panic!("cannot stop an external Kafka broker"),
+            Broker::RabbitMq { proxy, .. } => proxy.set_open(up).await,
+        }
+    }
+
+    /// A client of the broker, as the services have.
+    pub async fn bus(&self) -> service_kit::events::EventBus {
+        let pairs: Vec<(String, String)> = self
+            .environment(Service::User, 0)
+            .into_iter()
+            .filter(|(k, _)| ["EVENT_BUS", "KAFKA_BROKERS", "AMQP_URL"].contains(&k.as_str()))
+            .collect();
+        let settings = service_kit::events::EventBusSettings::from_source(
+            &service_kit::config::ConfigSource::from_pairs(pairs),
+        )
+        .expect("bus settings");
+        service_kit::events::EventBus::connect(&settings, "e2e-test")
+            .await
+            .expect("bus")
+    }
+
+    pub fn api(&self, service: Service) -> ApiClient {
+        ApiClient::new(self.port(service))
+    }
+
+    pub async fn token(&self, email: &str, password: &str) -> String {
+        let response = self
+            .api(Service::User)
+            .post("/api/v1/auth/token")
+            .json(&serde_json::json!({"email": email, "password": password}))
+            .send()
+            .await;
+        response.assert_status(200);
+        response.json::<TokenResponse>().access_token
+    }
+
+    /// Registers a customer, logs in, and waits until payment-service opened the wallet.
+    pub async fn customer(&self) -> Customer {
+        let email = format!("{}@example.com", uuid::Uuid::new_v4().simple());
+        let response = self
+            .api(Service::User)
+            .post("/api/v1/users")
+            .json(
+                &serde_json::json!({"email": email, "password": "password123", "name": "Customer"}),
+            )
+            .send()
+            .await;
+        response.assert_status(201);
+        let user: User = response.json();
+        let token = self.token(&email, "password123").await;
+        let customer = Customer { user, token };
+        let balance = self.wait_for_wallet(&customer).await;
+        assert_eq!(balance, INITIAL_CREDIT);
+        customer
+    }
+
+    async fn wait_for_wallet(&self, customer: &Customer) -> i64 {
+        test_kit::eventually(SAGA_DEADLINE, "the wallet to be opened", || async {
+            let response = self
+                .api(Service::Payment)
+                .get("/api/v1/wallets/me")
+                .bearer(&customer.token)
+                .send()
+                .await;
+            (response.status == 200).then(|| response.json::<Wallet>().balance_cents)
+        })
+        .await
+    }
+
+    pub async fn balance(&self, customer: &Customer) -> i64 {
+        let response = self
+            .api(Service::Payment)
+            .get("/api/v1/wallets/me")
+            .bearer(&customer.token)
+            .send()
+            .await;
+        response.assert_status(200);
+        response.json::<Wallet>().balance_cents
+    }
+
+    pub async fn create_product(&self, price_cents: i64, stock: i64) -> Product {
+        let response = self
+            .api(Service::Inventory)
+            .post("/api/v1/products")
+            .bearer(&self.admin_token)
+            .json(&serde_json::json!({
+                "sku": format!("E2E-{}", uuid::Uuid::new_v4().simple()),
+                "name": "E2E product", "description": "", "price_cents": price_cents, "stock": stock
+            }))
+            .send()
+            .await;
+        response.assert_status(201);
+        response.json()
+    }
+
+    pub async fn product(&self, product: &Product) -> Product {
+        let response = self
+            .api(Service::Inventory)
+            .get(&format!("/api/v1/products/{}", product.id))
+            .send()
+            .await;
+        response.assert_status(200);
+        response.json()
+    }
+
+    pub async fn place_order(&self, customer: &Customer, lines: &[(&Product, i64)]) -> Order {
+        self.place_order_via(&self.api(Service::Order), customer, lines)
+            .await
+    }
+
+    pub async fn place_order_via(
+        &self,
+        api: &ApiClient,
+        customer: &Customer,
+        lines: &[(&Product, i64)],
+    ) -> Order {
+        let items: Vec<_> = lines
+            .iter()
+            .map(|(p, q)| serde_json::json!({"product_id": p.id, "quantity": q}))
+            .collect();
+        let response = api
+            .post("/api/v1/orders")
+            .bearer(&customer.token)
+            .json(&serde_json::json!({ "items": items }))
+            .send()
+            .await;
+        response.assert_status(202);
+        response.json()
+    }
+
+    pub async fn order(&self, customer: &Customer, order: &Order) -> Order {
+        get_json(
+            self.api(Service::Order)
+                .get(&format!("/api/v1/orders/{}", order.id))
+                .bearer(&customer.token)
+                .send()
+                .await,
+        )
+    }
+
+    /// Waits until the order leaves `pending`.
+    pub async fn settled(&self, customer: &Customer, order: &Order) -> Order {
+        test_kit::eventually(SAGA_DEADLINE, "the order to settle", || async {
+            let current = self.order(customer, order).await;
+            (current.status != OrderStatus::Pending).then_some(current)
+        })
+        .await
+    }
+
+    /// Waits until the order has `status`.
+    pub async fn wait_for_status(
+        &self,
+        customer: &Customer,
+        order: &Order,
+        status: OrderStatus,
+    ) -> Order {
+        test_kit::eventually(SAGA_DEADLINE, "the order status", || async {
+            let current = self.order(customer, order).await;
+            (current.status == status).then_some(current)
+        })
+        .await
+    }
+
+    pub async fn cancel(&self, customer: &Customer, order: &Order) -> Order {
+        get_json(
+            self.api(Service::Order)
+                .post(&format!("/api/v1/orders/{}/cancel", order.id))
+                .bearer(&customer.token)
+                .send()
+                .await,
+        )
+    }
+
+    /// The payments and refunds of an order (as an admin).
+    pub async fn payments(&self, order: &Order) -> Vec<Payment> {
+        let page: Page<Payment> = get_json(
+            self.api(Service::Payment)
+                .get(&format!("/api/v1/payments?order_id={}&limit=100", order.id))
+                .bearer(&self.admin_token)
+                .send()
+                .await,
+        );
+        page.items
+    }
+
+    /// Connects to a service's database, for assertions about its inbox and outbox.
+    pub async fn db(&self, service: Service) -> sqlx::PgConnection {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect(&self.database_url(service))
+            .await
+            .expect("connect")
+    }
+}
+
+fn get_json<T: DeserializeOwned>(response: TestResponse) -> T {
+    response.assert_status(200);
+    response.json()
+}
+
+pub struct Customer {
+    pub user: User,
+    pub token: String,
+}

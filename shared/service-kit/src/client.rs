@@ -1,0 +1,435 @@
+//! The HTTP client for calls to another service.
+//!
+//! Three protections, because a slow or dead downstream must not take this service down
+//! with it:
+//! - a **timeout** on every attempt;
+//! - **retries** with exponential backoff and full jitter, for idempotent methods only
+//!   (a retried POST could place an order twice);
+//! - a **circuit breaker** per downstream: after a run of failures it fails fast for a
+//!   while instead of making every caller wait for a timeout, then lets one request probe.
+//!
+//! Each call forwards the caller's `x-request-id` and `traceparent`.
+
+use std::{
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+
+use crate::{
+    config::ClientSettings,
+    error::ApiError,
+    request_context::{REQUEST_ID_HEADER, RequestContext, TRACEPARENT_HEADER},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The downstream did not answer usefully (timeout, connection refused, 5xx, circuit
+    /// open). The caller should answer 503.
+    #[error("{service} is unavailable: {reason}")]
+    Unavailable {
+        service: &'static str,
+        reason: String,
+        retry_after: Duration,
+    },
+    /// The downstream answered with a client error; the request itself was wrong.
+    #[error("{service} answered {status}")]
+    Status {
+        service: &'static str,
+        status: StatusCode,
+    },
+    /// The downstream answered 2xx with a body we cannot read: a contract mismatch.
+    #[error("{service} sent an unreadable response: {reason}")]
+    Decode {
+        service: &'static str,
+        reason: String,
+    },
+}
+
+impl From<ClientError> for ApiError {
+    fn from(error: ClientError) -> Self {
+        match error {
+            ClientError::Unavailable {
+                service,
+                reason,
+                retry_after,
+            } => {
+                tracing::warn!(service, %reason, "downstream unavailable");
+                Self::Unavailable {
+                    detail: format!(
+                        "A service this request needs ({service}) is unavailable; try again shortly."
+                    ),
+                    retry_after,
+                }
+            }
+            other => Self::Internal(anyhow::Error::new(other)),
+        }
+    }
+}
+
+/// A client for one downstream service.
+pub struct ServiceClient {
+    service: &'static str,
+    http: reqwest::Client,
+    settings: ClientSettings,
+    breaker: CircuitBreaker,
+}
+
+impl ServiceClient {
+    pub fn new(service: &'static str, settings: ClientSettings) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(settings.timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(Self {
+            service,
+            breaker: CircuitBreaker::new(settings.failure_threshold, settings.open_duration),
+            http,
+            settings,
+        })
+    }
+
+    /// `GET path?query` and decode the JSON answer.
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        context: &RequestContext,
+    ) -> Result<T, ClientError> {
+        let response = self.send(Method::GET, path, query, context).await?;
+        response.json().await.map_err(|e| ClientError::Decode {
+            service: self.service,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Sends a request without a body, retrying idempotent methods.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        context: &RequestContext,
+    ) -> Result<reqwest::Response, ClientError> {
+        let url = self
+            .settings
+            .base_url
+            .join(path)
+            .map_err(|e| ClientError::Decode {
+                service: self.service,
+                reason: format!("bad path {path}: {e}"),
+            })?;
+        let attempts = if is_idempotent(&method) {
+            self.settings.max_attempts
+        } else {
+            1
+        };
+        let mut last_failure = String::new();
+        for attempt in 1..=attempts {
+            if let Err(retry_after) = self.breaker.try_acquire() {
+                return Err(ClientError::Unavailable {
+                    service: self.service,
+                    reason: "circuit open".to_owned(),
+                    retry_after,
+                });
+            }
+            let mut request = self
+                .http
+                .request(method.clone(), url.clone())
+                .query(query)
+                .timeout(self.settings.timeout)
+                .header(REQUEST_ID_HEADER, context.request_id.as_str());
+            if let Some(traceparent) = &context.traceparent {
+                request = request.header(TRACEPARENT_HEADER, traceparent.as_str());
+            }
+            match request.send().await {
+                Ok(response) if !is_transient(response.status()) => {
+                    self.breaker.on_success();
+                    if response.status().is_client_error() {
+                        return Err(ClientError::Status {
+                            service: self.service,
+                            status: response.status(),
+                        });
+                    }
+                    return Ok(response);
+                }
+                Ok(response) => last_failure = format!("answered {}", response.status()),
+                Err(error) if error.is_timeout() => last_failure = "timed out".to_owned(),
+                Err(error) => last_failure = format!("request failed: {error}"),
+            }
+            self.breaker.on_failure(self.service);
+            tracing::warn!(
+                service = self.service,
+                %method,
+                %url,
+                attempt,
+                attempts,
+                failure = %last_failure,
+                "downstream call failed"
+            );
+            if attempt < attempts {
+                tokio::time::sleep(backoff(self.settings.initial_backoff, attempt)).await;
+            }
+        }
+        Err(ClientError::Unavailable {
+            service: self.service,
+            reason: last_failure,
+            retry_after: Duration::from_secs(5),
+        })
+    }
+}
+
+/// Methods that RFC 9110 defines as idempotent: repeating them has the effect of sending
+/// them once, so a retry after an ambiguous failure is safe.
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+    )
+}
+
+/// Answers that say "try again later" rather than "your request is wrong".
+fn is_transient(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS
+            | StatusCode::BAD_GATEWAY
+            | StatusCode::SERVICE_UNAVAILABLE
+            | StatusCode::GATEWAY_TIMEOUT
+    ) || status == StatusCode::INTERNAL_SERVER_ERROR
+}
+
+/// Exponential backoff with full jitter: a random wait in `[0, base * 2^(attempt-1)]`, so
+/// that many clients failing at once do not retry in lock-step.
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    let cap = base.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)));
+    let cap_ms = u64::try_from(cap.as_millis())
+        .unwrap_or(u64::MAX)
+        .min(10_000);
+    Duration::from_millis(fastrand::u64(0..=cap_ms))
+}
+
+/// A consecutive-failure circuit breaker.
+struct CircuitBreaker {
+    threshold: u32,
+    open_for: Duration,
+    state: Mutex<BreakerState>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum BreakerState {
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
+    /// One probe request is in flight; others fail fast until it reports back (or until
+    /// `open_for` passes, in case the probe was abandoned).
+    HalfOpen {
+        since: Instant,
+    },
+}
+
+impl CircuitBreaker {
+    fn new(threshold: u32, open_for: Duration) -> Self {
+        Self {
+            threshold,
+            open_for,
+            state: Mutex::new(BreakerState::Closed { failures: 0 }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BreakerState> {
+        // The state is a plain value: a panic elsewhere cannot leave it half-written.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// `Err(retry_after)` while the circuit is open.
+    fn try_acquire(&self) -> Result<(), Duration> {
+        let mut state = self.lock();
+        let now = Instant::now();
+        match *state {
+            BreakerState::Closed { .. } => Ok(()),
+            BreakerState::Open { until } if now >= until => {
+                *state = BreakerState::HalfOpen { since: now };
+                Ok(())
+            }
+            BreakerState::Open { until } => Err(until - now),
+            BreakerState::HalfOpen { since } if now.duration_since(since) >= self.open_for => {
+                *state = BreakerState::HalfOpen { since: now };
+                Ok(())
+            }
+            BreakerState::HalfOpen { .. } => Err(self.open_for),
+        }
+    }
+
+    fn on_success(&self) {
+        let mut state = self.lock();
+        if !matches!(*state, BreakerState::Closed { failures: 0 }) {
+            if !matches!(*state, BreakerState::Closed { .. }) {
+                tracing::info!("circuit closed");
+            }
+            *state = BreakerState::Closed { failures: 0 };
+        }
+    }
+
+    fn on_failure(&self, service: &'static str) {
+        let mut state = self.lock();
+        let next = match *state {
+            BreakerState::Closed { failures } if failures + 1 < self.threshold => {
+                BreakerState::Closed {
+                    failures: failures + 1,
+                }
+            }
+            BreakerState::Open { until } => BreakerState::Open { until },
+            _ => {
+                tracing::warn!(
+                    service,
+                    open_for_ms = self.open_for.as_millis() as u64,
+                    "circuit opened"
+                );
+                BreakerState::Open {
+                    until: Instant::now() + self.open_for,
+                }
+            }
+        };
+        *state = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_idempotent_methods_are_retried() {
+        assert!(is_idempotent(&Method::GET));
+        assert!(is_idempotent(&Method::PUT));
+        assert!(!is_idempotent(&Method::POST));
+        assert!(!is_idempotent(&Method::PATCH));
+    }
+
+    #[test]
+    fn backoff_stays_within_the_exponential_cap() {
+        let base = Duration::from_millis(100);
+        for attempt in 1..=4 {
+            let cap = 100 * 2u64.pow(attempt - 1);
+            for _ in 0..50 {
+                assert!(backoff(base, attempt) <= Duration::from_millis(cap));
+            }
+        }
+    }
+
+    #[test]
+    fn the_breaker_opens_after_the_threshold_and_probes_after_the_pause() {
+        let breaker = CircuitBreaker::new(2, Duration::from_millis(0));
+        breaker.on_failure("svc");
+        assert!(breaker.try_acquire().is_ok(), "one failure keeps it closed");
+        breaker.on_failure("svc");
+        assert!(matches!(*breaker.lock(), BreakerState::Open { .. }));
+        // open_for is zero: the next call is the half-open probe.
+        assert!(breaker.try_acquire().is_ok());
+        assert!(matches!(*breaker.lock(), BreakerState::HalfOpen { .. }));
+        breaker.on_success();
+        assert_eq!(*breaker.lock(), BreakerState::Closed { failures: 0 });
+    }
+
+    #[test]
+    fn an_open_breaker_fails_fast() {
+        let breaker = CircuitBreaker::new(1, Duration::from_secs(60));
+        breaker.on_failure("svc");
+        let retry_after = breaker.try_acquire().expect_err("open");
+        assert!(retry_after > Duration::from_secs(50));
+    }
+
+    #[test]
+    fn a_failed_probe_opens_the_circuit_again() {
+        let breaker = CircuitBreaker::new(1, Duration::from_millis(0));
+        breaker.on_failure("svc");
+        assert!(breaker.try_acquire().is_ok());
+        breaker.on_failure("svc");
+        assert!(matches!(*breaker.lock(), BreakerState::Open { .. }));
+    }
+
+    fn client(server: &wiremock::MockServer, attempts: u32) -> ServiceClient {
+        let mut settings =
+            ClientSettings::for_tests(url::Url::parse(&server.uri()).expect("mock url"));
+        settings.max_attempts = attempts;
+        settings.initial_backoff = Duration::from_millis(1);
+        ServiceClient::new("test-service", settings).expect("client")
+    }
+
+    #[tokio::test]
+    async fn a_failing_post_is_sent_once_and_a_failing_get_is_retried() {
+        use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
+        let server = MockServer::start().await;
+        Mock::given(matchers::method("POST"))
+            .respond_with(ResponseTemplate::new(503))
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(matchers::method("GET"))
+            .respond_with(ResponseTemplate::new(503))
+            .expect(3)
+            .mount(&server)
+            .await;
+        let client = client(&server, 3);
+        let context = RequestContext::detached();
+
+        let post = client.send(Method::POST, "/things", &[], &context).await;
+        let get = client.send(Method::GET, "/things", &[], &context).await;
+
+        assert!(matches!(post, Err(ClientError::Unavailable { .. })));
+        assert!(matches!(get, Err(ClientError::Unavailable { .. })));
+    }
+
+    #[tokio::test]
+    async fn the_request_id_and_traceparent_are_forwarded() {
+        use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
+        let server = MockServer::start().await;
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        Mock::given(matchers::method("GET"))
+            .and(matchers::header(REQUEST_ID_HEADER, "req-7"))
+            .and(matchers::header(TRACEPARENT_HEADER, traceparent))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"ok": true})))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let context = RequestContext {
+            request_id: crate::request_context::RequestId::from_header_or_new(Some("req-7")),
+            traceparent: crate::request_context::TraceParent::parse(traceparent),
+        };
+
+        let body: serde_json::Value = client(&server, 1)
+            .get_json("/x", &[], &context)
+            .await
+            .expect("forwarded headers matched");
+
+        assert_eq!(body["ok"], true);
+    }
+
+    #[tokio::test]
+    async fn a_client_error_is_not_retried_and_does_not_open_the_circuit() {
+        use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
+        let server = MockServer::start().await;
+        Mock::given(matchers::method("GET"))
+            .respond_with(ResponseTemplate::new(404))
+            .expect(6)
+            .mount(&server)
+            .await;
+        let client = client(&server, 3);
+        let context = RequestContext::detached();
+
+        for _ in 0..6 {
+            let result = client.send(Method::GET, "/missing", &[], &context).await;
+            assert!(
+                matches!(result, Err(ClientError::Status { status, .. }) if status == StatusCode::NOT_FOUND)
+            );
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The PostgreSQL pool every service owns, and its migrations.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use sqlx::{
+    PgPool,
+    migrate::Migrator,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+
+use crate::config::DatabaseSettings;
+
+/// The kit's own tables (outbox, inbox), created in every service's database and tracked
+/// in `_kit_migrations`, apart from the service's migrations.
+static KIT_MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Connects (retrying while the database is still starting, up to the configured connect
+/// timeout) and applies the kit's and then the service's embedded migrations. sqlx takes
+/// a PostgreSQL advisory lock around each migration run, so several replicas starting at
+/// once apply each migration exactly once and the others wait.
+pub async fn connect_and_migrate(
+    settings: &DatabaseSettings,
+    migrator: &Migrator,
+) -> anyhow::Result<PgPool> {
+    let options: PgConnectOptions = settings
+        .url
+        .expose_secret()
+        .parse()
+        .context("DATABASE_URL is not a valid PostgreSQL URL")?;
+    let pool_options = PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(settings.acquire_timeout);
+    let started = Instant::now();
+    let mut delay = std::time::Duration::from_millis(200);
+    let pool = loop {
+        match pool_options.clone().connect_with(options.clone()).await {
+            Ok(pool) => break pool,
+            Err(error) if started.elapsed() < settings.connect_timeout => {
+                tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "database not reachable yet");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+            Err(error) => {
+                return Err(error).context(format!(
+                    "cannot connect to PostgreSQL at {}:{} (database {:?})",
+                    options.get_host(),
+                    options.get_port(),
+                    options.get_database().unwrap_or("<default>")
+                ));
+            }
+        }
+    };
+    let mut kit = Migrator::with_migrations(KIT_MIGRATOR.iter().cloned().collect());
+    kit.dangerous_set_table_name("_kit_migrations");
+    kit.run(&pool)
+        .await
+        .context("applying the service kit's migrations failed")?;
+    migrator
+        .run(&pool)
+        .await
+        .context("applying database migrations failed")?;
+    Ok(pool)
+}
+
+/// Whether `error` is a unique-constraint violation of the named constraint (or of any
+/// constraint when `constraint` is `None`).
+pub fn is_unique_violation(error: &sqlx::Error, constraint: Option<&str>) -> bool {
+    match error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            constraint.is_none() || db.constraint() == constraint
+        }
+        _ => false,
+    }
+}
+
+/// Whether `error` is a check-constraint violation of the named constraint.
+pub fn is_check_violation(error: &sqlx::Error, constraint: &str) -> bool {
+    match error {
+        sqlx::Error::Database(db) if db.is_check_violation() => db.constraint() == Some(constraint),
+        _ => false,
+    }
+}
