@@ -82,16 +82,29 @@ pub struct Stack {
     pub admin_token: String,
 }
 
+/// A port for a service to listen on, free when this returns.
+///
+/// The service binds it a moment later, so the port must not be taken in between. Ports
+/// the kernel hands out by itself (for `bind` to port 0, and as the local end of every
+/// outgoing connection: to PostgreSQL, to the broker, between services) come from the
+/// ephemeral range, and the other tests running beside this one take them by the hundred.
+/// So the port is picked below that range, where nothing is assigned without asking, and
+/// end-to-end tests run one at a time (`.config/nextest.toml`), so no other test picks
+/// from it at the same time.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    const RANGE: std::ops::Range<u16> = 20_000..32_000;
+    let span = u32::from(RANGE.end - RANGE.start);
+    let start = (uuid::Uuid::new_v4().as_u128() % u128::from(span)) as u32;
+    (0..span)
+        .map(|i| RANGE.start + ((start + i) % span) as u16)
+        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free port below the ephemeral range")
 }
 
 impl Stack {
     pub async fn start(mode: Mode, test: &str) -> Self {
         test_kit::init_test_logging();
+        failure::record_panics();
         process::build_binaries();
         let broker = match mode {
             Mode::Kafka => match std::env::var("TEST_KAFKA_BROKERS") {
@@ -147,6 +160,48 @@ impl Stack {
         }
         stack.admin_token = stack.token(ADMIN_EMAIL, ADMIN_PASSWORD).await;
         stack
+    }
+
+    /// The last warnings and errors of every service log, and the panic that failed the
+    /// test: printed when a test fails, so that a CI log that keeps only the end of a
+    /// failing test's output still says what happened. The whole logs stay on disk.
+    #[allow(clippy::print_stderr)] // the test's output is where the report belongs
+    fn print_failure_report(&self) {
+        const LINES: usize = 8;
+        const WIDTH: usize = 300;
+        let mut logs: Vec<_> = std::fs::read_dir(&self.log_dir)
+            .map(|dir| dir.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        logs.sort();
+        eprintln!(
+            "\n=== end-to-end failure report; whole logs in {}",
+            self.log_dir.display()
+        );
+        for log in logs {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            // Everything but the routine JSON lines: warnings, errors, and whatever the
+            // process printed outside the logger (a panic, an exit message).
+            let notable: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.contains(r#""level":"INFO""#) && !l.contains(r#""level":"DEBUG""#))
+                .collect();
+            let name = log.file_name().map(|n| n.to_string_lossy().into_owned());
+            eprintln!(
+                "--- {}: {} warnings or errors, the last:",
+                name.unwrap_or_default(),
+                notable.len()
+            );
+            for line in &notable[notable.len().saturating_sub(LINES)..] {
+                let end = line
+                    .char_indices()
+                    .nth(WIDTH)
+                    .map_or(line.len(), |(i, _)| i);
+                eprintln!("{}", &line[..end]);
+            }
+        }
+        for message in failure::messages() {
+            eprintln!("=== the test failed: {message}");
+        }
     }
 
     pub fn port(&self, service: Service) -> u16 {
@@ -475,6 +530,52 @@ impl Stack {
 fn get_json<T: DeserializeOwned>(response: TestResponse) -> T {
     response.assert_status(200);
     response.json()
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // The services stop before their databases and their broker are removed.
+        for (_, process) in &mut self.processes {
+            process.kill();
+        }
+        if std::thread::panicking() {
+            self.print_failure_report();
+        }
+    }
+}
+
+/// Remembers the messages of the panics in this test process, for the failure report.
+mod failure {
+    use std::sync::{Mutex, Once};
+
+    static MESSAGES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    pub fn record_panics() {
+        static HOOK: Once = Once::new();
+        HOOK.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                let payload = info.payload();
+                let text = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "(no message)".to_owned());
+                let location = info
+                    .location()
+                    .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                    .unwrap_or_default();
+                if let Ok(mut messages) = MESSAGES.lock() {
+                    messages.push(format!("{text}{location}"));
+                }
+                previous(info);
+            }));
+        });
+    }
+
+    pub fn messages() -> Vec<String> {
+        MESSAGES.lock().map(|m| m.clone()).unwrap_or_default()
+    }
 }
 
 pub struct Customer {
