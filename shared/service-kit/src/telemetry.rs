@@ -17,7 +17,7 @@ use actix_web::{
 };
 use futures_util::future::LocalBoxFuture;
 use tracing::Span;
-use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder};
+use tracing_actix_web::RootSpanBuilder;
 use tracing_subscriber::{EnvFilter, fmt, layer::SubscriberExt, util::SubscriberInitExt};
 
 use crate::{
@@ -124,8 +124,6 @@ impl RootSpanBuilder for RequestSpan {
             trace_id = %traceparent.trace_id(),
             otel.kind = "server",
             otel.status_code = tracing::field::Empty,
-            exception.message = tracing::field::Empty,
-            exception.details = tracing::field::Empty,
         );
         let mut extensions = request.extensions_mut();
         extensions.insert(request_id);
@@ -133,8 +131,20 @@ impl RootSpanBuilder for RequestSpan {
         span
     }
 
+    /// Records the status on the span. Nothing is logged here: `ApiError` logs why a
+    /// request was refused (or the whole cause chain of a 500) and `AccessLog` logs every
+    /// request's status, so the library's default, one more line with the error's debug
+    /// text for every 4xx, would only repeat them.
     fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
-        DefaultRootSpanBuilder::on_request_end(span, outcome);
+        let status = match outcome {
+            Ok(response) => response.status(),
+            Err(error) => error.as_response_error().status_code(),
+        };
+        span.record("http.status_code", status.as_u16());
+        span.record(
+            "otel.status_code",
+            if status.is_server_error() { "ERROR" } else { "OK" },
+        );
     }
 }
 

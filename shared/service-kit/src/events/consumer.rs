@@ -264,6 +264,71 @@ impl<H: EventHandler> Consumer<H> {
     }
 }
 
+/// Forgets applied events once they are older than the retention period
+/// (`INBOX_RETENTION_HOURS`), so the inbox does not grow for ever.
+///
+/// Forgetting is safe because redeliveries come soon after the first delivery (a lost
+/// acknowledgement, a rebalance, a relay that crashed before marking its row published),
+/// never days later; and behind the inbox every handler's effects are guarded by the
+/// service's own state (an order is reserved once, charged once, refunded once).
+/// Replicas may prune at the same time: a row is deleted once, whoever deletes it.
+pub struct InboxPruner {
+    pool: PgPool,
+    retention: Duration,
+}
+
+impl InboxPruner {
+    /// How often the inbox is pruned.
+    pub const EVERY: Duration = Duration::from_secs(3600);
+    /// Rows deleted per statement, so that pruning a large backlog never holds many row
+    /// locks or a long transaction.
+    const BATCH: i64 = 5_000;
+
+    pub fn new(pool: PgPool, settings: &ConsumerSettings) -> Self {
+        Self {
+            pool,
+            retention: settings.inbox_retention,
+        }
+    }
+
+    /// Prunes at start-up, then every [`Self::EVERY`], until shutdown.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            match self.prune().await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "inbox: forgot events past retention"),
+                Err(error) => tracing::warn!(error = %error, "inbox: pruning failed"),
+            }
+            if sleep_or_stop(&shutdown, Self::EVERY).await {
+                return;
+            }
+        }
+    }
+
+    /// Deletes every row older than the retention period; returns how many.
+    pub async fn prune(&self) -> Result<u64, sqlx::Error> {
+        let retention_secs = self.retention.as_secs_f64();
+        let mut deleted = 0;
+        loop {
+            let batch = sqlx::query!(
+                r#"DELETE FROM inbox WHERE (consumer, event_id) IN (
+                       SELECT consumer, event_id FROM inbox
+                       WHERE processed_at < now() - make_interval(secs => $1)
+                       LIMIT $2)"#,
+                retention_secs,
+                Self::BATCH,
+            )
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            deleted += batch;
+            if batch < Self::BATCH as u64 {
+                return Ok(deleted);
+            }
+        }
+    }
+}
+
 /// Sleeps for `duration`; returns `true` if shutdown was requested meanwhile.
 async fn sleep_or_stop(shutdown: &CancellationToken, duration: Duration) -> bool {
     tokio::select! {

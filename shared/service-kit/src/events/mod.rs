@@ -38,7 +38,7 @@ pub fn spawn_relay(
 }
 
 /// Starts the consumer named `consumer` (an entry of `shop_model::events::CONSUMERS`) with
-/// `handler` as a background task.
+/// `handler` as a background task, and the task that prunes its inbox.
 pub fn spawn_consumer<H: consumer::EventHandler>(
     tasks: &mut BackgroundTasks,
     pool: PgPool,
@@ -50,8 +50,10 @@ pub fn spawn_consumer<H: consumer::EventHandler>(
     let spec = ConsumerSpec::named(consumer).ok_or_else(|| {
         anyhow::anyhow!("no consumer named {consumer} in shop_model::events::CONSUMERS")
     })?;
+    let pruner = consumer::InboxPruner::new(pool.clone(), &settings.consumer);
     let consumer = consumer::Consumer::new(pool, bus, spec, handler, settings.consumer.clone());
     tasks.spawn("event-consumer", |shutdown| consumer.run(shutdown));
+    tasks.spawn("inbox-pruner", |shutdown| pruner.run(shutdown));
     Ok(())
 }
 

@@ -76,6 +76,11 @@ pub struct ConsumerSettings {
     /// `CONSUMER_RETRY_BACKOFF_MS` (default 200): first wait between attempts, doubled
     /// each time.
     pub retry_backoff: Duration,
+    /// `INBOX_RETENTION_HOURS` (default 168, at least 1): how long the inbox remembers an
+    /// applied event. Redeliveries come within minutes (a lost acknowledgement, a
+    /// rebalance, a relay that crashed before marking a row published); a week is far
+    /// beyond that, and keeps the table from growing without bound.
+    pub inbox_retention: Duration,
 }
 
 impl EventBusSettings {
@@ -100,6 +105,9 @@ impl EventBusSettings {
             consumer: ConsumerSettings {
                 max_attempts: source.parse("CONSUMER_MAX_ATTEMPTS", 5)?.max(1),
                 retry_backoff: source.millis("CONSUMER_RETRY_BACKOFF_MS", 200)?,
+                inbox_retention: Duration::from_secs(
+                    3600 * source.parse::<u64>("INBOX_RETENTION_HOURS", 168)?.max(1),
+                ),
             },
         })
     }
