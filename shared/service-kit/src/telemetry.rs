@@ -143,7 +143,11 @@ impl RootSpanBuilder for RequestSpan {
         span.record("http.status_code", status.as_u16());
         span.record(
             "otel.status_code",
-            if status.is_server_error() { "ERROR" } else { "OK" },
+            if status.is_server_error() {
+                "ERROR"
+            } else {
+                "OK"
+            },
         );
     }
 }

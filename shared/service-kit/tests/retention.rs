@@ -152,7 +152,10 @@ async fn the_relay_deletes_published_events_past_retention_but_never_unpublished
 
     let settings = bus_settings(
         &broker,
-        &[("OUTBOX_RETENTION_HOURS", "72"), ("OUTBOX_POLL_INTERVAL_MS", "100")],
+        &[
+            ("OUTBOX_RETENTION_HOURS", "72"),
+            ("OUTBOX_POLL_INTERVAL_MS", "100"),
+        ],
     );
     let bus = service_kit::events::EventBus::connect(&settings, "retention-test")
         .await
