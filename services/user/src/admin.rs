@@ -5,17 +5,24 @@ use anyhow::Context;
 use service_kit::events::outbox;
 use shop_model::{Email, events::UserRegistered};
 
-use crate::{passwords, repository, routes::SOURCE, settings::AdminAccount};
+use crate::{passwords::Passwords, repository, routes::SOURCE, settings::AdminAccount};
 
 /// Creates the account, or gives the existing account with that e-mail the admin role.
 /// An existing password is left unchanged: rotating it is the admin's business.
-pub async fn ensure_admin(pool: &sqlx::PgPool, account: &AdminAccount) -> anyhow::Result<()> {
+pub async fn ensure_admin(
+    pool: &sqlx::PgPool,
+    passwords: &Passwords,
+    account: &AdminAccount,
+) -> anyhow::Result<()> {
     let email = Email::parse(&account.email).context("ADMIN_EMAIL is not a valid e-mail")?;
     let password = crate::domain::Password::parse(
         secrecy::ExposeSecret::expose_secret(&account.password).to_owned(),
     )
     .context("ADMIN_PASSWORD is too short or too long")?;
-    let hash = passwords::hash(password.secret().clone()).await?;
+    let hash = passwords
+        .hash(password.secret().clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("hashing ADMIN_PASSWORD failed: {e}"))?;
     let mut tx = pool.begin().await?;
     let (id, created) = repository::upsert_admin(&mut tx, &email, &hash)
         .await

@@ -12,6 +12,9 @@ pub enum UserError {
     NotFound,
     #[error("you may only read your own account")]
     NotYourAccount,
+    /// Every password-hashing slot stayed busy for the queue timeout.
+    #[error("too many sign-ins at once; try again in a moment")]
+    Busy,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
@@ -25,6 +28,10 @@ impl From<UserError> for ApiError {
             UserError::InvalidCredentials => Self::Unauthorized(error.to_string()),
             UserError::NotFound => Self::NotFound(error.to_string()),
             UserError::NotYourAccount => Self::Forbidden(error.to_string()),
+            UserError::Busy => Self::Unavailable {
+                detail: error.to_string(),
+                retry_after: std::time::Duration::from_secs(1),
+            },
             UserError::Database(e) => e.into(),
             UserError::Unexpected(e) => e.into(),
         }

@@ -16,7 +16,7 @@ use shop_model::{
 use sqlx::PgPool;
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use crate::{domain::NewUser, error::UserError, passwords, repository};
+use crate::{domain::NewUser, error::UserError, passwords::Passwords, repository};
 
 /// The CloudEvents `source` of the events this service publishes.
 pub const SOURCE: &str = "/user-service";
@@ -40,17 +40,19 @@ pub fn configure(config: &mut ServiceConfig) {
         (status = 409, description = "The e-mail is taken", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Too many sign-ups and logins at once (see `Retry-After`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/api/v1/users")]
 #[tracing::instrument(skip_all)]
 async fn register(
     pool: web::Data<PgPool>,
+    passwords: web::Data<Passwords>,
     context: RequestContext,
     body: web::Json<RegisterUser>,
 ) -> Result<HttpResponse, ApiError> {
     let new_user = NewUser::try_from(body.into_inner())?;
-    let hash = passwords::hash(new_user.password.secret().clone()).await?;
+    let hash = passwords.hash(new_user.password.secret().clone()).await?;
     let id = UserId::new();
     // The account and its UserRegistered event commit together (transactional outbox):
     // payment-service opens a wallet for every account that exists, and for no other.
@@ -93,6 +95,7 @@ async fn register(
     responses(
         (status = 200, description = "A bearer token", body = TokenResponse),
         (status = 401, description = "Unknown e-mail or wrong password (the same answer for both)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Too many logins at once (see `Retry-After`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/api/v1/auth/token")]
@@ -100,6 +103,7 @@ async fn register(
 async fn issue_token(
     pool: web::Data<PgPool>,
     issuer: web::Data<TokenIssuer>,
+    passwords: web::Data<Passwords>,
     body: web::Json<TokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
@@ -113,7 +117,7 @@ async fn issue_token(
     drop(conn);
     let password = secrecy::SecretString::from(body.password);
     let hash = stored.as_ref().map(|s| s.password_hash.clone());
-    let (Some(stored), true) = (stored, passwords::verify(password, hash).await?) else {
+    let (Some(stored), true) = (stored, passwords.verify(password, hash).await?) else {
         tracing::info!("login failed");
         return Err(UserError::InvalidCredentials.into());
     };

@@ -22,6 +22,18 @@ pub struct Settings {
     pub admin: Option<AdminAccount>,
     /// `EVENT_BUS`, `KAFKA_BROKERS`, `AMQP_URL`, ...
     pub events: EventBusSettings,
+    pub passwords: PasswordSettings,
+}
+
+/// How many Argon2 hashes run at once, and how long a request waits for its turn.
+#[derive(Debug, Clone)]
+pub struct PasswordSettings {
+    /// `PASSWORD_HASH_CONCURRENCY` (default: the number of CPUs, at least 1). Each hash
+    /// takes about 19 MiB and one CPU for tens of milliseconds.
+    pub concurrency: usize,
+    /// `PASSWORD_HASH_QUEUE_TIMEOUT_MS` (default 2000): past this, the request is answered
+    /// 503 with `Retry-After`.
+    pub queue_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -83,6 +95,15 @@ impl Settings {
             },
             admin,
             events: EventBusSettings::from_source(source)?,
+            passwords: PasswordSettings {
+                concurrency: source
+                    .parse(
+                        "PASSWORD_HASH_CONCURRENCY",
+                        std::thread::available_parallelism().map_or(1, usize::from),
+                    )?
+                    .max(1),
+                queue_timeout: source.millis("PASSWORD_HASH_QUEUE_TIMEOUT_MS", 2000)?,
+            },
         })
     }
 }

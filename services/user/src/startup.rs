@@ -8,7 +8,7 @@ use service_kit::{
     runtime::{RunningService, ServiceRuntime},
 };
 
-use crate::{Settings, admin, keys, routes};
+use crate::{Settings, admin, keys, passwords::Passwords, routes};
 
 pub const API_INFO: ApiInfo = ApiInfo {
     service: "user-service",
@@ -40,8 +40,9 @@ impl Application {
             &settings.events,
         )
         .await?;
+        let passwords = web::Data::new(Passwords::new(&settings.passwords));
         if let Some(account) = &settings.admin {
-            admin::ensure_admin(runtime.pool(), account).await?;
+            admin::ensure_admin(runtime.pool(), &passwords, account).await?;
         }
         // user-service verifies tokens with its own keys: no HTTP round trip to itself.
         let authenticator = Authenticator::with_key_set(
@@ -55,7 +56,7 @@ impl Application {
                 routes::configure,
                 authenticator,
                 move |cfg| {
-                    cfg.app_data(issuer.clone());
+                    cfg.app_data(issuer.clone()).app_data(passwords.clone());
                 },
             )
             .map(Self)
