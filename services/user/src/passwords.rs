@@ -102,15 +102,12 @@ mod tests {
         })
     }
 
-    fn hash(password: SecretString) -> impl Future<Output = Result<String, UserError>> {
-        async move { passwords(2, 5_000).hash(password).await }
+    async fn hash(password: SecretString) -> Result<String, UserError> {
+        passwords(2, 5_000).hash(password).await
     }
 
-    fn verify(
-        password: SecretString,
-        stored: Option<String>,
-    ) -> impl Future<Output = Result<bool, UserError>> {
-        async move { passwords(2, 5_000).verify(password, stored).await }
+    async fn verify(password: SecretString, stored: Option<String>) -> Result<bool, UserError> {
+        passwords(2, 5_000).verify(password, stored).await
     }
 
     #[tokio::test]
@@ -118,15 +115,11 @@ mod tests {
         let passwords = passwords(1, 50);
         let busy = passwords.permits.acquire().await.expect("the only slot");
 
-        let shed = passwords
-            .verify(SecretString::from("anything"), None)
-            .await;
+        let shed = passwords.verify(SecretString::from("anything"), None).await;
         assert!(matches!(shed, Err(UserError::Busy)), "{shed:?}");
 
         drop(busy);
-        let served = passwords
-            .verify(SecretString::from("anything"), None)
-            .await;
+        let served = passwords.verify(SecretString::from("anything"), None).await;
         assert!(matches!(served, Ok(false)), "{served:?}");
     }
 
@@ -141,7 +134,10 @@ mod tests {
         // On this single-threaded runtime, yielding runs the request until it blocks:
         // queued behind the busy slot.
         tokio::task::yield_now().await;
-        assert!(!waiting.is_finished(), "the request did not wait for the slot");
+        assert!(
+            !waiting.is_finished(),
+            "the request did not wait for the slot"
+        );
 
         drop(busy);
         let hashed = waiting.await.expect("joined");
