@@ -41,13 +41,20 @@ for db in users orders payments inventory; do
 done
 
 pids=()
+broker_pid=
 stopping=0
+# The services stop first (they drain their work and flush their outboxes, which needs
+# the broker), then the broker.
 stop() {
   [ "$stopping" = 1 ] && return
   stopping=1
   printf '\nstopping...\n'
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ -n "$broker_pid" ]; then
+    kill -TERM "$broker_pid" 2>/dev/null || true
+    wait "$broker_pid" 2>/dev/null || true
+  fi
   echo "stopped."
 }
 trap stop EXIT
@@ -64,7 +71,11 @@ if [ -z "${KAFKA_BROKERS:-}" ] && [ "${EVENT_BUS:-kafka}" = kafka ]; then
   if (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null; then
     echo "something already listens on 127.0.0.1:9092; using it as the Kafka broker"
   else
-    run broker 35 "$bin/dev-broker"
+    # In a session of its own, so that Ctrl-C (sent to the whole foreground process group)
+    # reaches the services but not the broker they still need while they shut down.
+    run broker 35 setsid "$bin/dev-broker"
+    broker_pid=${pids[-1]}
+    unset 'pids[-1]'
     for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null && break; sleep 0.1; done
   fi
 fi
@@ -103,4 +114,8 @@ cat <<MSG
   In another terminal: make demo.   Ctrl-C here stops everything.
 
 MSG
-wait
+# Until Ctrl-C, or until a service exits by itself: then the others are stopped too, rather
+# than leaving a half-running system behind.
+wait -n "${pids[@]}" || true
+echo "a service exited; see its last lines above" >&2
+exit 1
