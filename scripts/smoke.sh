@@ -2,7 +2,8 @@
 # Starts the dev broker and the four services by hand, as the README describes (only
 # DATABASE_URL per service plus ADMIN_EMAIL/ADMIN_PASSWORD for user-service; everything
 # else at its documented default, KAFKA_BROKERS included), then walks the main flows over
-# HTTP with scripts/rest_walk.py.
+# HTTP with scripts/rest_walk.py and fuzzes every API with scripts/fuzz-api.sh (with a
+# fixed seed, so that a run is repeatable).
 #
 # Uses fresh databases named smoke_* on PG_SERVER_URL and the default ports 8081-8084 and
 # 9092, which must be free. Stops everything on exit.
@@ -53,7 +54,7 @@ start inventory DATABASE_URL="$server/smoke_inventory"
 start order DATABASE_URL="$server/smoke_orders"
 start payment DATABASE_URL="$server/smoke_payments"
 
-if ! python3 scripts/rest_walk.py; then
+if ! python3 scripts/rest_walk.py || ! FUZZ_SEED="${FUZZ_SEED:-20261122}" scripts/fuzz-api.sh; then
   echo "--- service logs (last lines) ---" >&2
   for service in dev-broker user inventory order payment; do
     echo "## $service" >&2

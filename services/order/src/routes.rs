@@ -45,6 +45,7 @@ const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
         (status = 202, description = "The order was accepted and is pending", body = Order),
         (status = 400, description = "Malformed JSON or Idempotency-Key", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid items, unknown products, or an Idempotency-Key reused for another request", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "inventory-service is unavailable; nothing was stored", body = Problem, content_type = "application/problem+json"),
@@ -102,6 +103,7 @@ fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, OrderError> 
     params(PageParams),
     responses(
         (status = 200, description = "A page of orders", body = Page<Order>),
+        (status = 400, description = "Malformed query string", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid limit or cursor", body = Problem, content_type = "application/problem+json"),
     )

@@ -38,6 +38,7 @@ pub fn configure(config: &mut ServiceConfig) {
         (status = 201, description = "The account was created", body = User),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The e-mail is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Too many sign-ups and logins at once (see `Retry-After`)", body = Problem, content_type = "application/problem+json"),
@@ -94,7 +95,11 @@ async fn register(
     request_body = TokenRequest,
     responses(
         (status = 200, description = "A bearer token", body = TokenResponse),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Unknown e-mail or wrong password (the same answer for both)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "JSON of the wrong shape (a field missing or of the wrong type)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Too many logins at once (see `Retry-After`)", body = Problem, content_type = "application/problem+json"),
     )
 )]

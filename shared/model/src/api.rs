@@ -88,7 +88,8 @@ pub struct NewProduct {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StockAdjustment {
-    /// Units added to (positive) or removed from (negative) the stock on hand.
+    /// Units added to (positive) or removed from (negative) the stock on hand; not zero.
+    #[schema(minimum = -2147483648i64, maximum = 2147483647i64)]
     pub delta: i64,
 }
 
