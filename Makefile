@@ -5,7 +5,7 @@ PG_SERVER_URL ?= postgres://postgres@127.0.0.1:5432
 export TEST_DATABASE_URL ?= $(PG_SERVER_URL)/postgres
 SERVICES := user-service order-service payment-service inventory-service
 
-.PHONY: compose-check image-build-check compose-up compose-up-rabbitmq k8s-validate run demo help test lint fmt fmt-check clippy deny openapi contract sqlx-prepare smoke fuzz build dev-broker replay-dead-letters clean
+.PHONY: compose-check image-build-check compose-up compose-up-rabbitmq k8s-validate run demo help test lint fmt fmt-check clippy deny openapi contract sqlx-prepare smoke fuzz bench build dev-broker replay-dead-letters clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -75,6 +75,10 @@ k8s-validate: ## Render the Kubernetes manifests and validate them offline (sche
 
 sqlx-prepare: ## Regenerate the committed .sqlx/ query data after changing SQL
 	PG_SERVER_URL=$(PG_SERVER_URL) scripts/sqlx-prepare.sh
+
+bench: ## Measure latency, throughput and saga time on release builds (docs/performance.md)
+	scripts/bench.sh kafka
+	scripts/bench.sh rabbitmq
 
 fuzz: ## Fuzz the four APIs from their OpenAPI documents (against make run)
 	scripts/fuzz-api.sh
