@@ -87,16 +87,12 @@ run inventory 33 env DATABASE_URL="$server/inventory" "$bin/inventory-service"
 run order 34 env DATABASE_URL="$server/orders" "$bin/order-service"
 run payment 36 env DATABASE_URL="$server/payments" "$bin/payment-service"
 
-for port in 8081 8082 8083 8084; do
-  for _ in $(seq 1 600); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health/ready")" = 200 ] && break
-    sleep 0.1
-  done
-  if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health/ready")" != 200 ]; then
-    echo "the service on port $port did not become ready; see its lines above" >&2
-    exit 1
-  fi
-done
+# shellcheck source=scripts/stack.sh
+source scripts/stack.sh
+if ! stack_wait_ready; then
+  echo "see the service's lines above" >&2
+  exit 1
+fi
 
 DATABASE_URL="$server/inventory" LOG_FORMAT=pretty RUST_LOG=warn "$bin/inventory-service" seed-demo
 

@@ -22,7 +22,7 @@ pub async fn ensure_admin(
     let hash = passwords
         .hash(password.secret().clone())
         .await
-        .map_err(|e| anyhow::anyhow!("hashing ADMIN_PASSWORD failed: {e}"))?;
+        .context("hashing ADMIN_PASSWORD failed")?;
     let mut tx = pool.begin().await?;
     let (id, created) = repository::upsert_admin(&mut tx, &email, &hash)
         .await

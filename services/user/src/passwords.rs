@@ -38,15 +38,13 @@ impl Passwords {
     }
 
     pub async fn hash(&self, password: SecretString) -> Result<String, UserError> {
-        let _permit = self.permit().await?;
-        tokio::task::spawn_blocking(move || {
+        self.run(move || {
             Argon2::default()
                 .hash_password(password.expose_secret().as_bytes())
                 .map(|hash| hash.to_string())
                 .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))
         })
-        .await
-        .context("hashing task panicked")?
+        .await?
         .map_err(UserError::from)
     }
 
@@ -59,8 +57,7 @@ impl Passwords {
         password: SecretString,
         stored_hash: Option<String>,
     ) -> Result<bool, UserError> {
-        let _permit = self.permit().await?;
-        tokio::task::spawn_blocking(move || {
+        self.run(move || {
             let exists = stored_hash.is_some();
             let hash = stored_hash.unwrap_or_else(|| DUMMY_HASH.to_owned());
             let matches = Argon2::default()
@@ -69,8 +66,18 @@ impl Passwords {
             exists && matches
         })
         .await
-        .context("verification task panicked")
-        .map_err(UserError::from)
+    }
+
+    /// Runs `work` on the blocking pool once a slot is free.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, UserError> {
+        let _permit = self.permit().await?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .context("password hashing task panicked")
+            .map_err(UserError::from)
     }
 
     /// Waits for a free slot, at most the queue timeout. The permit is held until the hash

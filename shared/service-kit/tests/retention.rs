@@ -66,6 +66,14 @@ fn inbox_settings(hours: &str) -> service_kit::events::settings::ConsumerSetting
     .consumer
 }
 
+/// One pruning pass with `INBOX_RETENTION_HOURS=hours`; how many rows it deleted.
+async fn prune_inbox(pool: &PgPool, hours: &str) -> u64 {
+    InboxPruner::new(pool.clone(), &inbox_settings(hours))
+        .prune()
+        .await
+        .expect("prune")
+}
+
 #[tokio::test]
 async fn the_inbox_forgets_events_past_retention_and_keeps_the_recent_ones() {
     let (_database, pool) = kit_database().await;
@@ -74,10 +82,7 @@ async fn the_inbox_forgets_events_past_retention_and_keeps_the_recent_ones() {
     applied(&pool, "payment-service", 1, 24.0 * 8.0).await;
     applied(&pool, "payment-service", 1, 24.0 * 6.0).await;
 
-    let deleted = InboxPruner::new(pool.clone(), &inbox_settings("168"))
-        .prune()
-        .await
-        .expect("prune");
+    let deleted = prune_inbox(&pool, "168").await;
 
     assert_eq!(deleted, 4);
     assert_eq!(inbox_rows(&pool, "order-service").await, 2);
@@ -90,10 +95,7 @@ async fn a_backlog_larger_than_one_batch_is_pruned_completely() {
     applied(&pool, "inventory-service", 12_345, 48.0).await;
     applied(&pool, "inventory-service", 7, 0.0).await;
 
-    let deleted = InboxPruner::new(pool.clone(), &inbox_settings("24"))
-        .prune()
-        .await
-        .expect("prune");
+    let deleted = prune_inbox(&pool, "24").await;
 
     assert_eq!(deleted, 12_345);
     assert_eq!(inbox_rows(&pool, "inventory-service").await, 7);
