@@ -25,6 +25,7 @@ async fn main() -> anyhow::Result<()> {
                 .await
         }
         Command::ReplayDeadLetters => cli::replay_dead_letters(&source, API_INFO.service).await,
+        Command::OutboxParked(action) => cli::outbox_parked(&settings.database, &action).await,
         // Demo data only when asked for, never as a side effect of starting the service.
         Command::Other(command) if command == "seed-demo" => {
             let pool = db::connect_and_migrate(&settings.database, &MIGRATOR).await?;

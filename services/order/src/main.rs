@@ -19,6 +19,7 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init(API_INFO.service, &settings.telemetry)?;
     match command {
         Command::ReplayDeadLetters => cli::replay_dead_letters(&source, API_INFO.service).await,
+        Command::OutboxParked(action) => cli::outbox_parked(&settings.database, &action).await,
         Command::Other(other) => cli::unknown(&other),
         Command::Serve | Command::OpenApi | Command::Healthcheck => {
             Application::build(settings)

@@ -13,18 +13,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod process;
-mod proxy;
-mod rabbitmq;
 
 use std::{path::PathBuf, time::Duration};
 
 use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 use shop_model::api::{Order, OrderStatus, Page, Payment, Product, TokenResponse, User, Wallet};
-use test_kit::{ApiClient, TestBroker, TestDatabase, TestResponse};
+use test_kit::{ApiClient, TestBroker, TestDatabase, TestResponse, Vhost};
 
 pub use process::ServiceProcess;
-pub use proxy::ChaosProxy;
+pub use test_kit::ChaosProxy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -66,7 +64,7 @@ pub enum Broker {
         brokers: String,
     },
     RabbitMq {
-        vhost: rabbitmq::Vhost,
+        vhost: Vhost,
         proxy: ChaosProxy,
     },
 }
@@ -122,7 +120,7 @@ impl Stack {
                 }
             },
             Mode::RabbitMq => {
-                let vhost = rabbitmq::Vhost::create().await;
+                let vhost = Vhost::create().await;
                 let proxy = ChaosProxy::start(vhost.host_port()).await;
                 Broker::RabbitMq { vhost, proxy }
             }

@@ -12,8 +12,40 @@ pub enum Command {
     /// `healthcheck`: exit 0 if this service, running on `HTTP_ADDR`, is ready. For
     /// container healthchecks in images that have no shell or curl.
     Healthcheck,
+    /// `outbox-parked list | retry <seq|all> | discard <seq>`: the outbox rows the broker
+    /// refused for good (see `docs/patterns/outbox.md`).
+    OutboxParked(ParkedAction),
     /// Any other word: a service-specific command (e.g. inventory's `seed-demo`).
     Other(String),
+}
+
+/// What `outbox-parked` does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParkedAction {
+    List,
+    /// `None`: every parked row.
+    Retry(Option<i64>),
+    Discard(i64),
+}
+
+impl ParkedAction {
+    fn parse(args: &mut impl Iterator<Item = String>) -> anyhow::Result<Self> {
+        const USAGE: &str = "usage: outbox-parked list | retry <seq|all> | discard <seq>";
+        let seq = |arg: Option<String>| -> anyhow::Result<i64> {
+            arg.as_deref()
+                .and_then(|a| a.parse().ok())
+                .ok_or_else(|| anyhow::anyhow!("expected a row's seq (see `outbox-parked list`); {USAGE}"))
+        };
+        match args.next().as_deref() {
+            Some("list") => Ok(Self::List),
+            Some("retry") => match args.next() {
+                Some(all) if all == "all" => Ok(Self::Retry(None)),
+                other => Ok(Self::Retry(Some(seq(other)?))),
+            },
+            Some("discard") => Ok(Self::Discard(seq(args.next())?)),
+            _ => anyhow::bail!("{USAGE}"),
+        }
+    }
 }
 
 impl Command {
@@ -24,6 +56,7 @@ impl Command {
             Some("openapi") => Self::OpenApi,
             Some("replay-dead-letters") => Self::ReplayDeadLetters,
             Some("healthcheck") => Self::Healthcheck,
+            Some("outbox-parked") => Self::OutboxParked(ParkedAction::parse(&mut args)?),
             Some(other) => Self::Other(other.to_owned()),
         };
         if let Some(extra) = args.next() {
@@ -36,7 +69,8 @@ impl Command {
 /// The answer to a command the binary does not know.
 pub fn unknown(command: &str) -> anyhow::Result<()> {
     anyhow::bail!(
-        "unknown command `{command}`; expected `serve`, `openapi` or `replay-dead-letters`"
+        "unknown command `{command}`; expected `serve`, `openapi`, `healthcheck`, \
+         `replay-dead-letters` or `outbox-parked`"
     )
 }
 
@@ -58,9 +92,52 @@ pub async fn replay_dead_letters(
     use std::io::Write;
     let settings = crate::events::EventBusSettings::from_source(source)?;
     let bus = crate::events::EventBus::connect(&settings, client_id).await?;
-    let replayed =
-        crate::events::dead_letters::replay(&bus, std::time::Duration::from_secs(5)).await?;
-    writeln!(std::io::stdout().lock(), "replayed {replayed} dead letters")?;
+    let report = crate::events::dead_letters::replay(&bus).await?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "replayed {} dead letters", report.replayed())?;
+    for (topic, count) in &report.per_topic {
+        writeln!(out, "  {count} to {topic}")?;
+    }
+    if report.replayed_before > 0 {
+        writeln!(
+            out,
+            "  {} of them had been replayed before and failed again",
+            report.replayed_before
+        )?;
+    }
+    if report.dropped > 0 {
+        writeln!(out, "  {} dropped: they did not name their topic", report.dropped)?;
+    }
+    Ok(())
+}
+
+/// `outbox-parked`: lists, retries or discards the outbox rows the broker refused for good.
+pub async fn outbox_parked(
+    database: &crate::config::DatabaseSettings,
+    action: &ParkedAction,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+
+    use crate::events::outbox;
+    let pool = crate::db::connect(database).await?;
+    let mut out = std::io::stdout().lock();
+    match action {
+        ParkedAction::List => {
+            let parked = outbox::list_parked(&pool).await?;
+            for event in &parked {
+                writeln!(out, "{}", serde_json::to_string(event)?)?;
+            }
+            writeln!(out, "{} parked", parked.len())?;
+        }
+        ParkedAction::Retry(seq) => {
+            let count = outbox::retry_parked(&pool, *seq).await?;
+            writeln!(out, "{count} put back in line for publishing")?;
+        }
+        ParkedAction::Discard(seq) => match outbox::discard_parked(&pool, *seq).await? {
+            Some(event) => writeln!(out, "discarded {}", serde_json::to_string(&event)?)?,
+            None => anyhow::bail!("no parked row with seq {seq}"),
+        },
+    }
     Ok(())
 }
 

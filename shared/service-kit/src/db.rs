@@ -64,6 +64,22 @@ pub async fn connect_and_migrate(
     Ok(pool)
 }
 
+/// Connects without applying migrations: for the operator's commands, which must not
+/// change the schema of a database that a newer or older version of the service serves.
+pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
+    let options: PgConnectOptions = settings
+        .url
+        .expose_secret()
+        .parse()
+        .context("DATABASE_URL is not a valid PostgreSQL URL")?;
+    PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(settings.acquire_timeout)
+        .connect_with(options)
+        .await
+        .context("cannot connect to PostgreSQL (DATABASE_URL)")
+}
+
 /// Whether `error` is a unique-constraint violation of the named constraint (or of any
 /// constraint when `constraint` is `None`).
 pub fn is_unique_violation(error: &sqlx::Error, constraint: Option<&str>) -> bool {

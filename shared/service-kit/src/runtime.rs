@@ -80,6 +80,7 @@ impl ServiceRuntime {
             self.info.service,
             handler,
             &self.events,
+            &self.metrics,
         )
     }
 

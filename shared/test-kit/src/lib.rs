@@ -8,18 +8,25 @@
 //!   services under test verify tokens through their real remote-JWKS code path.
 //! - [`ApiClient`]: a small HTTP client whose every response is checked for the rules that
 //!   hold everywhere (never a 500; every error is problem+json).
+//! - [`ChaosProxy`]: a TCP proxy a test can cut, to make PostgreSQL or a broker unreachable
+//!   without touching the server that other tests share.
+//! - [`Vhost`]: a RabbitMQ virtual host per test.
 
 mod broker;
 mod client;
 mod database;
 mod jwks;
 pub mod openapi;
+mod proxy;
+mod rabbitmq;
 pub mod tokens;
 
 pub use broker::{TestBroker, Watcher};
 pub use client::{ApiClient, TestResponse};
 pub use database::TestDatabase;
 pub use jwks::JwksServer;
+pub use proxy::ChaosProxy;
+pub use rabbitmq::Vhost;
 
 use std::sync::Once;
 

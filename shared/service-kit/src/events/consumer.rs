@@ -6,19 +6,32 @@
 //! there the event was applied before and the transaction changes nothing. The broker is
 //! acknowledged only after that transaction commits, so an event is never lost either.
 //!
-//! A message that cannot be decoded, or whose handler still fails after a bounded number of
-//! attempts with backoff, is published to the dead-letter topic with the error and its
-//! original headers, then acknowledged: one bad message never stops the consumer.
+//! When an attempt fails, what happens next depends on whose fault it was
+//! ([`super::fault`]):
+//!
+//! | failure | what the consumer does |
+//! |---|---|
+//! | the database or the link to it (unreachable, pool exhausted, deadlock, fail-over) | pauses: keeps the message unacknowledged and retries with capped backoff for as long as the fault lasts, still a live member of its Kafka group; `shop_consumer_paused` is 1 meanwhile |
+//! | the message cannot be decoded, or the handler says retrying cannot help | dead-letters it at once |
+//! | the handler fails while the database answers | retries `CONSUMER_MAX_ATTEMPTS` times with backoff, then dead-letters it |
+//!
+//! A dead letter is the original message with the error and its origin added; it is
+//! acknowledged only once the dead letter is stored, so one bad message never stops the
+//! consumer and none is lost.
 
-use std::{future::Future, time::Duration};
+use std::{
+    future::Future,
+    time::{Duration, Instant},
+};
 
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 use shop_model::events::ConsumerSpec;
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{
-    Delivery, EventBus, IncomingEvent, Receiver, Subscription, dead_letters,
+    Delivery, EventBus, IncomingEvent, Receiver, Subscription, dead_letters, fault,
     settings::ConsumerSettings,
 };
 
@@ -28,14 +41,20 @@ pub enum HandlerError {
     /// Retrying cannot help (the event is invalid for this service): dead-letter it now.
     #[error("permanent failure: {0:#}")]
     Permanent(anyhow::Error),
-    /// Might work on another attempt (database unavailable, a deadlock, ...).
+    /// Might work on another attempt. A database fault in its causes makes the consumer
+    /// pause until the database is back; anything else is retried a bounded number of
+    /// times while the database answers.
     #[error("transient failure: {0:#}")]
     Transient(anyhow::Error),
 }
 
 impl From<sqlx::Error> for HandlerError {
     fn from(error: sqlx::Error) -> Self {
-        Self::Transient(error.into())
+        if fault::is_permanent(&error) {
+            Self::Permanent(error.into())
+        } else {
+            Self::Transient(error.into())
+        }
     }
 }
 
@@ -56,6 +75,59 @@ pub trait EventHandler: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }
 
+/// The consumer's metrics, exported on `/metrics`.
+#[derive(Clone)]
+pub struct ConsumerMetrics {
+    consumed: IntCounterVec,
+    dead_lettered: IntCounterVec,
+    paused: IntGaugeVec,
+    duration: HistogramVec,
+}
+
+impl ConsumerMetrics {
+    pub fn register(registry: &Registry) -> anyhow::Result<Self> {
+        let consumed = IntCounterVec::new(
+            Opts::new(
+                "shop_events_consumed_total",
+                "Events received, by consumer, type and outcome (applied, duplicate, skipped)",
+            ),
+            &["consumer", "event_type", "outcome"],
+        )?;
+        let dead_lettered = IntCounterVec::new(
+            Opts::new(
+                "shop_events_dead_lettered_total",
+                "Messages given up on and published to the dead-letter topic",
+            ),
+            &["consumer", "event_type"],
+        )?;
+        let paused = IntGaugeVec::new(
+            Opts::new(
+                "shop_consumer_paused",
+                "1 while the consumer waits for the database or the broker to come back",
+            ),
+            &["consumer"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "shop_event_handler_duration_seconds",
+                "Time to apply one event: inbox record, handler and commit",
+            )
+            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            &["consumer", "event_type"],
+        )?;
+        registry.register(Box::new(consumed.clone()))?;
+        registry.register(Box::new(dead_lettered.clone()))?;
+        registry.register(Box::new(paused.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        Ok(Self {
+            consumed,
+            dead_lettered,
+            paused,
+            duration,
+        })
+    }
+}
+
 /// Runs one subscription with one handler until shutdown.
 pub struct Consumer<H> {
     pool: PgPool,
@@ -63,12 +135,34 @@ pub struct Consumer<H> {
     subscription: Subscription,
     handler: H,
     settings: ConsumerSettings,
+    metrics: ConsumerMetrics,
 }
 
-enum Outcome {
-    Applied,
-    Duplicate,
-    Skipped,
+/// What one attempt did.
+enum Applied {
+    /// The handler ran and its transaction committed.
+    Now,
+    /// The inbox had the event already: nothing changed.
+    Before,
+    /// The consumer does not handle this type (Kafka delivers whole topics).
+    NotHandled,
+}
+
+impl Applied {
+    fn label(&self) -> &'static str {
+        match self {
+            Self::Now => "applied",
+            Self::Before => "duplicate",
+            Self::NotHandled => "skipped",
+        }
+    }
+}
+
+/// Whose fault a failed attempt was.
+enum Verdict {
+    Infrastructure(anyhow::Error),
+    Message(anyhow::Error),
+    Permanent(anyhow::Error),
 }
 
 impl<H: EventHandler> Consumer<H> {
@@ -78,6 +172,7 @@ impl<H: EventHandler> Consumer<H> {
         spec: ConsumerSpec,
         handler: H,
         settings: ConsumerSettings,
+        metrics: ConsumerMetrics,
     ) -> Self {
         Self {
             pool,
@@ -89,33 +184,41 @@ impl<H: EventHandler> Consumer<H> {
             },
             handler,
             settings,
+            metrics,
         }
     }
 
     pub async fn run(self, shutdown: CancellationToken) {
         let consumer = self.subscription.consumer.clone();
+        let mut backoff = Backoff::new(Duration::from_millis(250), self.settings.max_backoff);
         let mut receiver = loop {
             match self.bus.subscribe(&self.subscription).await {
                 Ok(receiver) => break receiver,
                 Err(error) => {
-                    tracing::warn!(%consumer, error = %error, "cannot subscribe yet");
-                    if sleep_or_stop(&shutdown, Duration::from_secs(1)).await {
+                    let wait = backoff.next();
+                    tracing::warn!(%consumer, error = %error, retry_in_ms = wait.as_millis() as u64, "cannot subscribe yet");
+                    if sleep_or_stop(&shutdown, wait).await {
                         return;
                     }
                 }
             }
         };
         tracing::info!(%consumer, topics = ?self.subscription.topics, "consuming");
+        backoff.reset();
         loop {
             let delivery = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 delivery = receiver.next() => delivery,
             };
             match delivery {
-                Ok(delivery) => self.process(&mut receiver, delivery, &shutdown).await,
+                Ok(delivery) => {
+                    backoff.reset();
+                    self.process(&mut receiver, delivery, &shutdown).await;
+                }
                 Err(error) => {
-                    tracing::warn!(%consumer, error = %error, "receiving failed; retrying");
-                    if sleep_or_stop(&shutdown, Duration::from_millis(500)).await {
+                    let wait = backoff.next();
+                    tracing::warn!(%consumer, error = %error, retry_in_ms = wait.as_millis() as u64, "receiving failed; retrying");
+                    if sleep_or_stop(&shutdown, wait).await {
                         break;
                     }
                 }
@@ -134,7 +237,7 @@ impl<H: EventHandler> Consumer<H> {
             Ok(event) => event,
             Err(error) => {
                 tracing::error!(error = %error, topic = %delivery.message.topic, "undecodable message");
-                self.dead_letter(receiver, &delivery, &error.to_string(), shutdown)
+                self.dead_letter(receiver, &delivery, "unknown", &error.to_string(), shutdown)
                     .await;
                 return;
             }
@@ -148,66 +251,141 @@ impl<H: EventHandler> Consumer<H> {
             traceparent = event.traceparent.as_ref().map(|t| t.as_str()),
         );
         async {
-            let mut attempt = 1;
-            let outcome = loop {
-                match self.apply(&event).await {
-                    Ok(outcome) => break outcome,
-                    Err(HandlerError::Permanent(error)) => {
-                        tracing::error!(
-                            error = format!("{error:#}"),
-                            "event rejected by the handler"
-                        );
-                        self.dead_letter(receiver, &delivery, &format!("{error:#}"), shutdown)
-                            .await;
-                        return;
-                    }
-                    Err(HandlerError::Transient(error))
-                        if attempt >= self.settings.max_attempts =>
-                    {
-                        tracing::error!(
-                            error = format!("{error:#}"),
-                            attempt,
-                            "event failed on every attempt"
-                        );
-                        self.dead_letter(receiver, &delivery, &format!("{error:#}"), shutdown)
-                            .await;
-                        return;
-                    }
-                    Err(HandlerError::Transient(error)) => {
-                        let wait = self.settings.retry_backoff * 2u32.saturating_pow(attempt - 1);
-                        tracing::warn!(
-                            error = format!("{error:#}"),
-                            attempt,
-                            retry_in_ms = wait.as_millis() as u64,
-                            "event failed; retrying"
-                        );
-                        // Not acknowledged: on shutdown the broker redelivers it later.
-                        if sleep_or_stop(shutdown, wait).await {
-                            return;
-                        }
-                        attempt += 1;
-                    }
-                }
+            let Some(applied) = self.apply_until_done(receiver, &delivery, &event, shutdown).await
+            else {
+                return; // dead-lettered, or shutdown while retrying (redelivered later)
             };
-            match outcome {
-                Outcome::Applied => tracing::info!("event applied"),
-                Outcome::Duplicate => tracing::info!("duplicate event ignored"),
-                Outcome::Skipped => tracing::debug!("event type not handled here"),
+            match applied {
+                Applied::Now => tracing::info!("event applied"),
+                Applied::Before => tracing::info!("duplicate event ignored"),
+                Applied::NotHandled => tracing::debug!("event type not handled here"),
             }
+            self.metrics
+                .consumed
+                .with_label_values(&[
+                    self.subscription.consumer.as_str(),
+                    event.event_type.as_str(),
+                    applied.label(),
+                ])
+                .inc();
             self.ack(receiver, &delivery).await;
         }
         .instrument(span)
         .await;
     }
 
+    /// Attempts `event` until it is applied (`Some`), dead-lettered or shutdown (`None`).
+    async fn apply_until_done(
+        &self,
+        receiver: &mut Receiver,
+        delivery: &Delivery,
+        event: &IncomingEvent,
+        shutdown: &CancellationToken,
+    ) -> Option<Applied> {
+        let consumer = self.subscription.consumer.as_str();
+        let mut failures = 0;
+        let mut message_backoff = Backoff::new(self.settings.retry_backoff, self.settings.max_backoff);
+        let mut pause = Backoff::new(self.settings.retry_backoff, self.settings.max_backoff);
+        let mut paused_since: Option<Instant> = None;
+        let result = loop {
+            let started = Instant::now();
+            let attempt = self.apply(event).await;
+            if attempt.is_ok() {
+                self.metrics
+                    .duration
+                    .with_label_values(&[consumer, event.event_type.as_str()])
+                    .observe(started.elapsed().as_secs_f64());
+            }
+            let error = match attempt {
+                Ok(applied) => break Some(applied),
+                Err(error) => error,
+            };
+            let wait = match self.judge(error).await {
+                Verdict::Infrastructure(error) => {
+                    let wait = pause.next();
+                    if paused_since.is_none() {
+                        paused_since = Some(Instant::now());
+                        self.metrics.paused.with_label_values(&[consumer]).set(1);
+                    }
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        retry_in_ms = wait.as_millis() as u64,
+                        "consumer paused: the database is unavailable; the event stays unacknowledged"
+                    );
+                    wait
+                }
+                Verdict::Permanent(error) => {
+                    tracing::error!(error = format!("{error:#}"), "event rejected by the handler");
+                    self.dead_letter(receiver, delivery, &event.event_type, &format!("{error:#}"), shutdown)
+                        .await;
+                    break None;
+                }
+                Verdict::Message(error) => {
+                    failures += 1;
+                    if failures >= self.settings.max_attempts {
+                        tracing::error!(
+                            error = format!("{error:#}"),
+                            attempts = failures,
+                            "event failed on every attempt while the database answered"
+                        );
+                        self.dead_letter(receiver, delivery, &event.event_type, &format!("{error:#}"), shutdown)
+                            .await;
+                        break None;
+                    }
+                    let wait = message_backoff.next();
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        attempt = failures,
+                        retry_in_ms = wait.as_millis() as u64,
+                        "event failed; retrying"
+                    );
+                    wait
+                }
+            };
+            // Not acknowledged: on shutdown the broker redelivers it later.
+            if receiver.stay_alive(wait, shutdown).await {
+                break None;
+            }
+        };
+        if let Some(since) = paused_since {
+            self.metrics.paused.with_label_values(&[consumer]).set(0);
+            tracing::info!(paused_ms = since.elapsed().as_millis() as u64, "consumer resumed");
+        }
+        result
+    }
+
+    /// Decides whose fault a failed attempt was.
+    async fn judge(&self, error: HandlerError) -> Verdict {
+        match error {
+            HandlerError::Permanent(error) => Verdict::Permanent(error),
+            HandlerError::Transient(error) if fault::is_infrastructure_chain(&error) => {
+                Verdict::Infrastructure(error)
+            }
+            // Not recognisably the database's fault: it is the message's only if the
+            // database is answering right now.
+            HandlerError::Transient(error) if self.database_answers().await => {
+                Verdict::Message(error)
+            }
+            HandlerError::Transient(error) => Verdict::Infrastructure(error),
+        }
+    }
+
+    async fn database_answers(&self) -> bool {
+        let probe = sqlx::query("SELECT 1").execute(&self.pool);
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), probe).await,
+            Ok(Ok(_))
+        )
+    }
+
     /// One attempt: inbox record + handler, in one transaction.
-    async fn apply(&self, event: &IncomingEvent) -> Result<Outcome, HandlerError> {
+    async fn apply(&self, event: &IncomingEvent) -> Result<Applied, HandlerError> {
         if !self
             .subscription
             .event_types
             .contains(&event.event_type.as_str())
         {
-            return Ok(Outcome::Skipped);
+            return Ok(Applied::NotHandled);
         }
         let mut tx = self.pool.begin().await?;
         let first_time = sqlx::query!(
@@ -222,35 +400,40 @@ impl<H: EventHandler> Consumer<H> {
         .rows_affected()
             == 1;
         if !first_time {
-            return Ok(Outcome::Duplicate);
+            return Ok(Applied::Before);
         }
         self.handler.handle(&mut tx, event).await?;
         tx.commit().await?;
-        Ok(Outcome::Applied)
+        Ok(Applied::Now)
     }
 
     async fn dead_letter(
         &self,
         receiver: &mut Receiver,
         delivery: &Delivery,
+        event_type: &str,
         error: &str,
         shutdown: &CancellationToken,
     ) {
         let letter = dead_letters::letter(&delivery.message, &self.subscription.consumer, error);
         // Never acknowledge a message whose dead letter is not safely stored.
-        let mut wait = Duration::from_millis(200);
+        let mut backoff = Backoff::new(Duration::from_millis(200), self.settings.max_backoff);
         loop {
             match self.bus.publish(&letter).await {
                 Ok(()) => break,
                 Err(error) => {
-                    tracing::warn!(error = %error, "cannot publish the dead letter yet");
-                    if sleep_or_stop(shutdown, wait).await {
+                    let wait = backoff.next();
+                    tracing::warn!(error = %error, retry_in_ms = wait.as_millis() as u64, "cannot publish the dead letter yet");
+                    if receiver.stay_alive(wait, shutdown).await {
                         return;
                     }
-                    wait = (wait * 2).min(Duration::from_secs(30));
                 }
             }
         }
+        self.metrics
+            .dead_lettered
+            .with_label_values(&[self.subscription.consumer.as_str(), event_type])
+            .inc();
         tracing::warn!(consumer = %self.subscription.consumer, topic = %delivery.message.topic, "message dead-lettered");
         self.ack(receiver, delivery).await;
     }
@@ -261,6 +444,36 @@ impl<H: EventHandler> Consumer<H> {
             // "duplicate".
             tracing::warn!(error = %error, "acknowledgement failed; the message will be redelivered");
         }
+    }
+}
+
+/// Capped exponential backoff with jitter, so that replicas that failed together do not
+/// retry together.
+struct Backoff {
+    first: Duration,
+    cap: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    fn new(first: Duration, cap: Duration) -> Self {
+        let first = first.max(Duration::from_millis(1)).min(cap);
+        Self {
+            first,
+            cap,
+            next: first,
+        }
+    }
+
+    fn next(&mut self) -> Duration {
+        let wait = self.next;
+        self.next = (self.next * 2).min(self.cap);
+        // ±20 %, never above the cap.
+        wait.mul_f64(0.8 + 0.4 * fastrand::f64()).min(self.cap)
+    }
+
+    fn reset(&mut self) {
+        self.next = self.first;
     }
 }
 
@@ -330,9 +543,35 @@ impl InboxPruner {
 }
 
 /// Sleeps for `duration`; returns `true` if shutdown was requested meanwhile.
-async fn sleep_or_stop(shutdown: &CancellationToken, duration: Duration) -> bool {
+pub(crate) async fn sleep_or_stop(shutdown: &CancellationToken, duration: Duration) -> bool {
     tokio::select! {
         _ = shutdown.cancelled() => true,
         _ = tokio::time::sleep(duration) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_stops_at_its_cap() {
+        let cap = Duration::from_secs(30);
+        let mut backoff = Backoff::new(Duration::from_millis(200), cap);
+        let waits: Vec<Duration> = (0..12).map(|_| backoff.next()).collect();
+        assert!(waits[0] >= Duration::from_millis(160) && waits[0] <= Duration::from_millis(240));
+        assert!(waits[3] >= Duration::from_millis(1280), "doubled: {waits:?}");
+        assert!(waits.iter().all(|w| *w <= cap), "capped: {waits:?}");
+        assert!(waits[11] >= cap.mul_f64(0.8), "reaches the cap: {waits:?}");
+        backoff.reset();
+        assert!(backoff.next() <= Duration::from_millis(240));
+    }
+
+    #[test]
+    fn an_encode_error_from_the_outbox_is_permanent() {
+        let error = HandlerError::from(sqlx::Error::Encode("bad value".into()));
+        assert!(matches!(error, HandlerError::Permanent(_)));
+        let error = HandlerError::from(sqlx::Error::PoolTimedOut);
+        assert!(matches!(error, HandlerError::Transient(_)));
     }
 }

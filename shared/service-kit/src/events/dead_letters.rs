@@ -5,9 +5,11 @@
 //! `shop.dead-letters`, with `x-dead-letter-error`, `-topic`, `-consumer` and `-at` headers
 //! added. Replaying republishes it to its original topic without those headers. Every
 //! consumer of that topic sees it again; the ones that had applied it already recognise
-//! the event id in their inbox and change nothing.
+//! the event id in their inbox and change nothing. Dead letters are for failures of the
+//! message itself: a consumer never dead-letters because the database or the broker was
+//! away (it pauses instead, see `consumer`).
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use time::OffsetDateTime;
 
@@ -51,42 +53,95 @@ pub fn original(letter: &Message) -> Option<Message> {
     Some(message)
 }
 
-/// Republishes the dead letters that arrive until none has come for `idle`; returns how
-/// many were replayed. Each is acknowledged only after its republication succeeded.
-pub async fn replay(bus: &EventBus, idle: Duration) -> anyhow::Result<usize> {
+/// What a replay did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReplayReport {
+    /// Dead letters republished, per original topic.
+    pub per_topic: BTreeMap<String, u64>,
+    /// Of those, how many had been replayed before and failed again.
+    pub replayed_before: u64,
+    /// Dead letters that did not name their topic, dropped.
+    pub dropped: u64,
+}
+
+impl ReplayReport {
+    pub fn replayed(&self) -> u64 {
+        self.per_topic.values().sum()
+    }
+}
+
+/// Republishes the dead letters that wait when it starts, each to its original topic, then
+/// returns. A dead letter is acknowledged only after its republication succeeded.
+///
+/// Dead letters that arrive meanwhile are left for the next run, and that includes the
+/// replayed messages that fail again: each goes back to the dead-letter topic once more,
+/// with its replay count in `x-dead-letter-replays`, instead of going round for ever.
+pub async fn replay(bus: &EventBus) -> anyhow::Result<ReplayReport> {
     let subscription = Subscription {
         consumer: DEAD_LETTER_TOPIC.to_owned(),
         topics: vec![DEAD_LETTER_TOPIC],
         event_types: Vec::new(),
     };
+    let mut backlog = bus.backlog(&subscription).await?;
+    let mut report = ReplayReport::default();
+    if backlog.is_empty() {
+        return Ok(report);
+    }
+    tracing::info!(waiting = backlog.len(), "replaying dead letters");
     let mut receiver = bus.subscribe(&subscription).await?;
-    let mut replayed = 0;
-    loop {
-        let delivery = match tokio::time::timeout(idle, receiver.next()).await {
-            Err(_) => break,
-            Ok(delivery) => delivery?,
-        };
+    while !backlog.is_empty() {
+        let delivery = tokio::time::timeout(RECEIVE_TIMEOUT, receiver.next())
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "no dead letter arrived within {RECEIVE_TIMEOUT:?}, with {} still expected",
+                    backlog.len()
+                )
+            })??;
+        if !backlog.take(&delivery) {
+            continue; // newer than the replay: the next run's
+        }
         match original(&delivery.message) {
-            Some(message) => {
+            Some(mut message) => {
+                let replays = replay_count(&message);
+                if replays > 0 {
+                    report.replayed_before += 1;
+                }
+                message
+                    .headers
+                    .insert(headers::DEAD_LETTER_REPLAYS.to_owned(), (replays + 1).to_string());
                 bus.publish(&message).await?;
                 tracing::info!(
                     topic = %message.topic,
                     event_id = message.header(headers::ID).unwrap_or("?"),
+                    replays = replays + 1,
                     "dead letter replayed"
                 );
-                replayed += 1;
+                *report.per_topic.entry(message.topic.clone()).or_default() += 1;
             }
-            None => tracing::warn!("a dead letter without its original topic was dropped"),
+            None => {
+                tracing::warn!("a dead letter without its original topic was dropped");
+                report.dropped += 1;
+            }
         }
         receiver.ack(&delivery).await?;
     }
-    Ok(replayed)
+    Ok(report)
+}
+
+/// How long a replay waits for the next dead letter it knows is there.
+const RECEIVE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often the message was replayed before.
+pub fn replay_count(message: &Message) -> u64 {
+    message
+        .header(headers::DEAD_LETTER_REPLAYS)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
 
     #[test]

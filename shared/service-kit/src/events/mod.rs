@@ -11,6 +11,7 @@
 
 pub mod consumer;
 pub mod dead_letters;
+pub mod fault;
 pub mod kafka;
 pub mod outbox;
 pub mod rabbitmq;
@@ -46,12 +47,21 @@ pub fn spawn_consumer<H: consumer::EventHandler>(
     consumer: &str,
     handler: H,
     settings: &EventBusSettings,
+    metrics: &prometheus::Registry,
 ) -> anyhow::Result<()> {
     let spec = ConsumerSpec::named(consumer).ok_or_else(|| {
         anyhow::anyhow!("no consumer named {consumer} in shop_model::events::CONSUMERS")
     })?;
     let pruner = consumer::InboxPruner::new(pool.clone(), &settings.consumer);
-    let consumer = consumer::Consumer::new(pool, bus, spec, handler, settings.consumer.clone());
+    let metrics = consumer::ConsumerMetrics::register(metrics)?;
+    let consumer = consumer::Consumer::new(
+        pool,
+        bus,
+        spec,
+        handler,
+        settings.consumer.clone(),
+        metrics,
+    );
     tasks.spawn("event-consumer", |shutdown| consumer.run(shutdown));
     tasks.spawn("inbox-pruner", |shutdown| pruner.run(shutdown));
     Ok(())
@@ -74,6 +84,9 @@ pub mod headers {
     pub const DEAD_LETTER_TOPIC: &str = "x-dead-letter-topic";
     pub const DEAD_LETTER_CONSUMER: &str = "x-dead-letter-consumer";
     pub const DEAD_LETTER_AT: &str = "x-dead-letter-at";
+    /// Added by `replay-dead-letters`: how many times the message was replayed. Kept when
+    /// it fails again, so a message that fails every time is seen as such.
+    pub const DEAD_LETTER_REPLAYS: &str = "x-dead-letter-replays";
 }
 
 /// The topic where every consumer puts the messages it gave up on.
@@ -263,6 +276,15 @@ impl EventBus {
         }
     }
 
+    /// What waits for `subscription` right now: what a reader that must stop once it has
+    /// read that much (`replay-dead-letters`) has to read. Call before subscribing.
+    pub async fn backlog(&self, subscription: &Subscription) -> Result<Backlog, BusError> {
+        match self {
+            Self::Kafka(bus) => bus.backlog(subscription).await.map(Backlog::Offsets),
+            Self::RabbitMq(bus) => bus.backlog(subscription).await.map(Backlog::Count),
+        }
+    }
+
     /// Whether the broker answers (readiness).
     pub async fn check(&self) -> Result<(), String> {
         match self {
@@ -272,10 +294,75 @@ impl EventBus {
     }
 }
 
+/// The messages that waited for a subscription at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backlog {
+    /// Kafka: per partition, the next offset to read and the end offset (exclusive).
+    Offsets(BTreeMap<i32, (i64, i64)>),
+    /// RabbitMQ: how many messages were ready in the queue.
+    Count(u32),
+}
+
+impl Backlog {
+    /// Whether every message of the backlog has been taken.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Self::Offsets(partitions) => partitions.is_empty(),
+            Self::Count(count) => *count == 0,
+        }
+    }
+
+    /// How many messages are left to take.
+    pub fn len(&self) -> u64 {
+        match self {
+            Self::Offsets(partitions) => partitions
+                .values()
+                .map(|(next, end)| u64::try_from(end - next).unwrap_or(0))
+                .sum(),
+            Self::Count(count) => u64::from(*count),
+        }
+    }
+
+    /// Whether `delivery` is one of the messages that waited (and counts it off). A
+    /// message that arrived later is not: its reader leaves it for next time.
+    pub fn take(&mut self, delivery: &Delivery) -> bool {
+        match (self, delivery.kafka_position()) {
+            (Self::Offsets(partitions), Some((partition, offset))) => {
+                let Some((next, end)) = partitions.get_mut(&partition) else {
+                    return false;
+                };
+                if offset >= *end {
+                    return false;
+                }
+                *next = offset + 1;
+                if *next >= *end {
+                    partitions.remove(&partition);
+                }
+                true
+            }
+            (Self::Count(count), None) if *count > 0 => {
+                *count -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
 /// A message received and not yet acknowledged.
 pub struct Delivery {
     pub message: Message,
     token: DeliveryToken,
+}
+
+impl Delivery {
+    /// Kafka: the partition and offset of the message.
+    pub fn kafka_position(&self) -> Option<(i32, i64)> {
+        match &self.token {
+            DeliveryToken::Kafka(position) => Some(position.partition_offset()),
+            DeliveryToken::RabbitMq(_) => None,
+        }
+    }
 }
 
 enum DeliveryToken {
@@ -302,6 +389,23 @@ impl Receiver {
                 message,
                 token: DeliveryToken::RabbitMq(tag),
             }),
+        }
+    }
+
+    /// Waits `duration` (or until shutdown: then `true`) without giving up the
+    /// subscription. Kafka: the assigned partitions are paused and the consumer keeps
+    /// polling, so it stays a live member of its group however long a fault lasts (a
+    /// consumer that stops polling for `max.poll.interval.ms` is thrown out of the group,
+    /// and its in-flight message goes to another member while it still works on it).
+    /// RabbitMQ: the unacknowledged message and the prefetch limit hold the queue back.
+    pub async fn stay_alive(
+        &mut self,
+        duration: std::time::Duration,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> bool {
+        match self {
+            Self::Kafka(receiver) => receiver.stay_alive(duration, shutdown).await,
+            Self::RabbitMq(_) => consumer::sleep_or_stop(shutdown, duration).await,
         }
     }
 

@@ -8,29 +8,55 @@
 //!
 //! The relay:
 //! - wakes on `NOTIFY outbox` (sent by a trigger at commit) and polls as a fallback;
-//! - publishes in `seq` order and waits for the broker's acknowledgement before marking a
-//!   row published, so a crash in between republishes (consumers are idempotent);
-//! - runs on one replica at a time: each batch takes a transaction-scoped advisory lock,
-//!   so replicas never publish the same row concurrently and per-aggregate order holds
-//!   (the rows are also claimed `FOR UPDATE SKIP LOCKED`); another replica takes over
-//!   within a poll interval when the active one dies;
-//! - stops at the first row that fails, retrying it with backoff, so later events of the
-//!   same aggregate never overtake it;
+//! - runs on one replica at a time: the holder of a lease in `outbox_relay_lease`, renewed
+//!   while it works; another replica takes over when the lease expires (`OUTBOX_LEASE_SECS`
+//!   after the active one died; at once after a graceful stop, which gives the lease up);
+//! - reads a batch in `seq` order with a plain query, publishes it with no database
+//!   transaction open, and then marks what the broker acknowledged in a short transaction
+//!   of its own. A crash in between republishes those rows; consumers are idempotent;
+//! - keeps per-aggregate order: rows of one aggregate (`partition_key`) are published in
+//!   `seq` order, and `seq` order is their commit order because [`enqueue`] serialises the
+//!   writers of one aggregate;
+//! - when the broker is unreachable, stops the batch and backs off (capped); nothing counts
+//!   against the rows;
+//! - when the broker refuses a row for good (too large, unroutable), retries it with
+//!   backoff `OUTBOX_MAX_ATTEMPTS` times, then parks it with its error
+//!   (`shop_outbox_parked`, an error log line). Later rows of that aggregate wait behind it;
+//!   other aggregates flow on. `outbox-parked list|retry|discard` is the operator's tool.
+//!   A row that cannot even be read back is parked at once;
 //! - deletes published rows after the retention period.
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::{BTreeMap, HashSet},
+    time::{Duration, Instant},
+};
 
 use prometheus::{IntGauge, Registry};
 use shop_model::events::{CloudEvent, Event};
 use sqlx::{PgConnection, PgPool, postgres::PgListener};
 use tokio_util::sync::CancellationToken;
 
-use super::{EventBus, Message, settings::OutboxSettings};
+use super::{BusError, EventBus, Message, settings::OutboxSettings};
 use crate::request_context::TraceParent;
+
+/// The advisory-lock namespace of [`enqueue`] (the two-key form, which never collides with
+/// the one-key locks that services take on their own rows): "outb".
+const AGGREGATE_LOCK_SPACE: i32 = 0x6f75_7462;
 
 /// Adds `event` to the outbox inside the caller's transaction. `source` is the publishing
 /// service (`/order-service`); `traceparent` ties the event to the request or event that
 /// caused it.
+///
+/// Per-aggregate order is enforced here: the transaction takes a transaction-scoped lock
+/// on the event's aggregate (its partition key) before the row gets its `seq`, so a second
+/// writer of the same aggregate waits until the first has committed and its row's `seq` is
+/// always the larger. Without that, two transactions could take `seq` 7 and 8 and commit
+/// in the opposite order, and the relay could publish 8 before 7 became visible. Callers
+/// need hold nothing for this; a caller that writes several aggregates in one transaction
+/// should enqueue them in a stable order (a deadlock is retried, but costs a round).
+///
+/// An event that cannot be encoded is a bug: the error is `sqlx::Error::Encode`, which the
+/// consumer treats as permanent.
 #[tracing::instrument(skip_all, fields(event_type = E::TYPE, subject = %event.subject()))]
 pub async fn enqueue<E: Event>(
     conn: &mut PgConnection,
@@ -46,6 +72,13 @@ pub async fn enqueue<E: Event>(
     let headers =
         serde_json::to_value(&message.headers).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     let payload = serde_json::to_value(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+        AGGREGATE_LOCK_SPACE,
+        message.key,
+    )
+    .execute(&mut *conn)
+    .await?;
     sqlx::query!(
         r#"INSERT INTO outbox (event_id, topic, partition_key, event_type, headers, payload)
            VALUES ($1, $2, $3, $4, $5, $6)"#,
@@ -66,6 +99,7 @@ pub async fn enqueue<E: Event>(
 struct OutboxMetrics {
     pending: IntGauge,
     oldest_age_seconds: IntGauge,
+    parked: IntGauge,
 }
 
 impl OutboxMetrics {
@@ -78,11 +112,17 @@ impl OutboxMetrics {
             "shop_outbox_oldest_pending_age_seconds",
             "Age of the oldest unpublished event (0 when none)",
         )?;
+        let parked = IntGauge::new(
+            "shop_outbox_parked",
+            "Events the broker refused for good, parked for an operator (outbox-parked)",
+        )?;
         registry.register(Box::new(pending.clone()))?;
         registry.register(Box::new(oldest_age_seconds.clone()))?;
+        registry.register(Box::new(parked.clone()))?;
         Ok(Self {
             pending,
             oldest_age_seconds,
+            parked,
         })
     }
 }
@@ -92,6 +132,37 @@ pub struct OutboxRelay {
     bus: EventBus,
     settings: OutboxSettings,
     metrics: OutboxMetrics,
+    /// This relay's identity in `outbox_relay_lease`.
+    holder: uuid::Uuid,
+    /// Until when this relay holds the lease, as far as it knows.
+    lease_until: Option<Instant>,
+}
+
+/// The lease's name: one relay per database.
+const LEASE: &str = "outbox";
+
+/// A row read back for publishing.
+struct Row {
+    seq: i64,
+    topic: String,
+    partition_key: String,
+    headers: serde_json::Value,
+    payload: serde_json::Value,
+    attempts: i32,
+}
+
+/// What publishing one batch did.
+#[derive(Debug, Default)]
+struct BatchOutcome {
+    /// Rows read.
+    read: usize,
+    published: Vec<i64>,
+    /// Rows the broker refused, with the error.
+    refused: Vec<(i64, i32, String)>,
+    /// Rows that could not be read back, with the error: parked at once.
+    unreadable: Vec<(i64, String)>,
+    /// The broker became unreachable: the rest of the batch waits.
+    unavailable: Option<String>,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -109,19 +180,21 @@ impl OutboxRelay {
             bus,
             settings,
             metrics: OutboxMetrics::register(registry)?,
+            holder: uuid::Uuid::new_v4(),
+            lease_until: None,
         })
     }
 
     /// Publishes until `shutdown` is cancelled.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
         let mut listener = self.listen().await;
         let mut backoff = Duration::from_millis(100);
         let mut last_prune = Instant::now() - PRUNE_EVERY;
         while !shutdown.is_cancelled() {
             match self.publish_batch().await {
-                Ok(published) => {
+                Ok(read) => {
                     backoff = Duration::from_millis(100);
-                    if published as i64 == self.settings.batch_size {
+                    if read as i64 == self.settings.batch_size {
                         continue; // more may be waiting
                     }
                 }
@@ -129,7 +202,7 @@ impl OutboxRelay {
                     tracing::warn!(
                         error = format!("{error:#}"),
                         retry_in_ms = backoff.as_millis() as u64,
-                        "outbox relay: publishing failed"
+                        "outbox relay: publishing paused"
                     );
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
@@ -165,6 +238,7 @@ impl OutboxRelay {
                 }
             }
         }
+        self.give_up_lease().await;
         tracing::info!("outbox relay stopped");
     }
 
@@ -174,77 +248,191 @@ impl OutboxRelay {
         Some(listener)
     }
 
-    /// Publishes one batch; returns how many rows were published.
-    async fn publish_batch(&self) -> anyhow::Result<usize> {
-        let mut tx = self.pool.begin().await?;
-        let leader: bool = sqlx::query_scalar!(
-            r#"SELECT pg_try_advisory_xact_lock(hashtext('outbox-relay')) AS "leader!""#
+    /// Takes or renews the lease; whether this relay may publish now. Renewed when a third
+    /// of it has passed, so a busy relay does not write the lease on every batch.
+    async fn hold_lease(&mut self) -> Result<bool, sqlx::Error> {
+        let lease = self.settings.lease;
+        if self
+            .lease_until
+            .is_some_and(|until| until > Instant::now() + lease.mul_f64(2.0 / 3.0))
+        {
+            return Ok(true);
+        }
+        let asked = Instant::now();
+        let held = sqlx::query_scalar!(
+            r#"INSERT INTO outbox_relay_lease (name, holder, expires_at)
+               VALUES ($1, $2, now() + make_interval(secs => $3))
+               ON CONFLICT (name) DO UPDATE
+                   SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
+                   WHERE outbox_relay_lease.holder = EXCLUDED.holder
+                      OR outbox_relay_lease.expires_at < now()
+               RETURNING holder"#,
+            LEASE,
+            self.holder,
+            lease.as_secs_f64(),
         )
-        .fetch_one(&mut *tx)
-        .await?;
-        if !leader {
+        .fetch_optional(&self.pool)
+        .await?
+        .is_some();
+        if held && self.lease_until.is_none() {
+            tracing::info!(holder = %self.holder, "outbox relay: active on this replica");
+        } else if !held && self.lease_until.is_some() {
+            tracing::warn!("outbox relay: lease lost; another replica publishes");
+        }
+        // Counted from before the question, so this relay stops before the database's
+        // idea of the lease ends.
+        self.lease_until = held.then(|| asked + lease);
+        Ok(held)
+    }
+
+    async fn give_up_lease(&mut self) {
+        if self.lease_until.take().is_none() {
+            return;
+        }
+        let released = sqlx::query!(
+            "DELETE FROM outbox_relay_lease WHERE name = $1 AND holder = $2",
+            LEASE,
+            self.holder,
+        )
+        .execute(&self.pool)
+        .await;
+        if let Err(error) = released {
+            tracing::warn!(error = %error, "outbox relay: could not give the lease up; it expires by itself");
+        }
+    }
+
+    /// Publishes one batch; returns how many rows it read. An error means the database or
+    /// the broker is unavailable: the caller backs off.
+    async fn publish_batch(&mut self) -> anyhow::Result<usize> {
+        if !self.hold_lease().await? {
             return Ok(0);
         }
-        let rows = sqlx::query!(
-            r#"SELECT seq, topic, partition_key, headers, payload
-               FROM outbox WHERE published_at IS NULL
-               ORDER BY seq LIMIT $1
-               FOR UPDATE SKIP LOCKED"#,
+        // A plain read: no row lock, no transaction kept open while the broker works. Only
+        // the lease holder publishes; rows of an aggregate held back by an earlier parked or
+        // waiting row are left out.
+        let rows = sqlx::query_as!(
+            Row,
+            r#"SELECT seq, topic, partition_key, headers, payload, attempts FROM outbox o
+               WHERE published_at IS NULL AND parked_at IS NULL
+                 AND (retry_at IS NULL OR retry_at <= now())
+                 AND NOT EXISTS (
+                     SELECT 1 FROM outbox held
+                     WHERE held.published_at IS NULL
+                       AND (held.parked_at IS NOT NULL OR held.retry_at > now())
+                       AND held.partition_key = o.partition_key AND held.seq < o.seq)
+               ORDER BY seq LIMIT $1"#,
             self.settings.batch_size,
         )
-        .fetch_all(&mut *tx)
+        .fetch_all(&self.pool)
         .await?;
-        let mut published = Vec::with_capacity(rows.len());
-        let mut failure = None;
+        let outcome = self.publish_rows(rows).await;
+        self.record(&outcome).await?;
+        if !outcome.published.is_empty() {
+            tracing::debug!(count = outcome.published.len(), "outbox relay: published");
+        }
+        match outcome.unavailable {
+            Some(error) => Err(anyhow::anyhow!("the broker is unavailable: {error}")),
+            None => Ok(outcome.read),
+        }
+    }
+
+    async fn publish_rows(&self, rows: Vec<Row>) -> BatchOutcome {
+        let mut outcome = BatchOutcome {
+            read: rows.len(),
+            ..BatchOutcome::default()
+        };
+        // Aggregates with a row that failed in this batch: their later rows wait.
+        let mut held: HashSet<String> = HashSet::new();
         for row in rows {
-            let message = Message {
-                topic: row.topic,
-                key: row.partition_key,
-                headers: serde_json::from_value(row.headers)?,
-                payload: serde_json::to_vec(&row.payload)?,
+            if held.contains(&row.partition_key) {
+                continue;
+            }
+            let message = match message_of(&row) {
+                Ok(message) => message,
+                Err(error) => {
+                    held.insert(row.partition_key.clone());
+                    outcome.unreadable.push((row.seq, error));
+                    continue;
+                }
             };
             match self.bus.publish(&message).await {
-                Ok(()) => published.push(row.seq),
-                Err(error) => {
-                    failure = Some((row.seq, error));
+                Ok(()) => outcome.published.push(row.seq),
+                Err(BusError::Other(error)) => {
+                    held.insert(row.partition_key.clone());
+                    outcome.refused.push((row.seq, row.attempts, error));
+                }
+                Err(BusError::Unavailable(error)) => {
+                    outcome.unavailable = Some(error);
                     break;
                 }
             }
         }
+        outcome
+    }
+
+    /// Marks what was published, and what was refused, in one short transaction.
+    async fn record(&self, outcome: &BatchOutcome) -> Result<(), sqlx::Error> {
+        if outcome.published.is_empty() && outcome.refused.is_empty() && outcome.unreadable.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
         sqlx::query!(
-            "UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE seq = ANY($1)",
-            &published,
+            r#"UPDATE outbox SET published_at = now(), attempts = attempts + 1,
+                   retry_at = NULL, last_error = NULL
+               WHERE seq = ANY($1)"#,
+            &outcome.published,
         )
         .execute(&mut *tx)
         .await?;
-        if let Some((seq, error)) = &failure {
+        for (seq, attempts, error) in &outcome.refused {
+            let attempts = attempts + 1;
+            let park = attempts >= self.settings.max_attempts;
+            // 1 s, 2 s, 4 s, ... between refusals, at most 5 minutes.
+            let retry_in = 2f64.powi(attempts - 1).min(300.0);
             sqlx::query!(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE seq = $1",
+                r#"UPDATE outbox SET attempts = $2, last_error = $3,
+                       retry_at = CASE WHEN $4 THEN NULL ELSE now() + make_interval(secs => $5) END,
+                       parked_at = CASE WHEN $4 THEN now() END
+                   WHERE seq = $1"#,
                 seq,
-                error.to_string(),
+                attempts,
+                error,
+                park,
+                retry_in,
             )
             .execute(&mut *tx)
             .await?;
+            if park {
+                tracing::error!(seq, attempts, %error, "outbox relay: the broker refused an event for good; parked (see outbox-parked)");
+            } else {
+                tracing::warn!(seq, attempts, %error, retry_in_s = retry_in, "outbox relay: the broker refused an event; retrying later");
+            }
         }
-        tx.commit().await?;
-        if !published.is_empty() {
-            tracing::debug!(count = published.len(), "outbox relay: published");
+        for (seq, error) in &outcome.unreadable {
+            sqlx::query!(
+                r#"UPDATE outbox SET attempts = attempts + 1, last_error = $2, parked_at = now()
+                   WHERE seq = $1"#,
+                seq,
+                error,
+            )
+            .execute(&mut *tx)
+            .await?;
+            tracing::error!(seq, %error, "outbox relay: an event cannot be read back; parked (see outbox-parked)");
         }
-        match failure {
-            Some((_, error)) => Err(error.into()),
-            None => Ok(published.len()),
-        }
+        tx.commit().await
     }
 
     async fn update_metrics(&self) -> Result<(), sqlx::Error> {
         let row = sqlx::query!(
             r#"SELECT count(*) AS "pending!",
+                      count(*) FILTER (WHERE parked_at IS NOT NULL) AS "parked!",
                       COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::bigint AS "oldest!"
                FROM outbox WHERE published_at IS NULL"#
         )
         .fetch_one(&self.pool)
         .await?;
         self.metrics.pending.set(row.pending);
+        self.metrics.parked.set(row.parked);
         self.metrics.oldest_age_seconds.set(row.oldest);
         Ok(())
     }
@@ -263,4 +451,79 @@ impl OutboxRelay {
         }
         Ok(())
     }
+}
+
+/// The message of a row, or why it cannot be read back.
+fn message_of(row: &Row) -> Result<Message, String> {
+    let headers: BTreeMap<String, String> = serde_json::from_value(row.headers.clone())
+        .map_err(|e| format!("the headers are not a map of strings: {e}"))?;
+    let payload =
+        serde_json::to_vec(&row.payload).map_err(|e| format!("the payload does not encode: {e}"))?;
+    Ok(Message {
+        topic: row.topic.clone(),
+        key: row.partition_key.clone(),
+        headers,
+        payload,
+    })
+}
+
+/// A parked row, as `outbox-parked list` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ParkedEvent {
+    pub seq: i64,
+    pub event_id: uuid::Uuid,
+    pub event_type: String,
+    pub partition_key: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub parked_at: time::OffsetDateTime,
+}
+
+/// The parked rows, oldest first.
+pub async fn list_parked(pool: &PgPool) -> Result<Vec<ParkedEvent>, sqlx::Error> {
+    sqlx::query_as!(
+        ParkedEvent,
+        r#"SELECT seq, event_id, event_type, partition_key, attempts, last_error,
+                  parked_at AS "parked_at!"
+           FROM outbox WHERE parked_at IS NOT NULL AND published_at IS NULL ORDER BY seq"#
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Puts parked rows back in line (all of them, or the one with `seq`), with their attempt
+/// count reset; returns how many.
+pub async fn retry_parked(pool: &PgPool, seq: Option<i64>) -> Result<u64, sqlx::Error> {
+    let result = sqlx::query!(
+        r#"UPDATE outbox SET parked_at = NULL, retry_at = NULL, attempts = 0
+           WHERE parked_at IS NOT NULL AND published_at IS NULL
+             AND ($1::bigint IS NULL OR seq = $1)"#,
+        seq,
+    )
+    .execute(pool)
+    .await?;
+    sqlx::query!("SELECT pg_notify('outbox', '')")
+        .execute(pool)
+        .await?;
+    Ok(result.rows_affected())
+}
+
+/// Deletes the parked row `seq` for good, so that the events behind it flow; returns it.
+pub async fn discard_parked(pool: &PgPool, seq: i64) -> Result<Option<ParkedEvent>, sqlx::Error> {
+    let discarded = sqlx::query_as!(
+        ParkedEvent,
+        r#"DELETE FROM outbox WHERE seq = $1 AND parked_at IS NOT NULL AND published_at IS NULL
+           RETURNING seq, event_id, event_type, partition_key, attempts, last_error,
+                     parked_at AS "parked_at!""#,
+        seq,
+    )
+    .fetch_optional(pool)
+    .await?;
+    if discarded.is_some() {
+        sqlx::query!("SELECT pg_notify('outbox', '')")
+            .execute(pool)
+            .await?;
+    }
+    Ok(discarded)
 }

@@ -229,6 +229,25 @@ impl RabbitBus {
         Ok(receiver)
     }
 
+    /// How many messages are ready in the queue of `subscription.consumer` (the ones
+    /// delivered and not yet acknowledged are not counted: ask before subscribing).
+    pub async fn backlog(&self, subscription: &Subscription) -> Result<u32, BusError> {
+        let channel = self.shared.open_channel().await?;
+        let declared = channel
+            .queue_declare(
+                self.shared.target.names.queue(&subscription.consumer)?,
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        let _ = channel.close(200, "counted".into()).await;
+        Ok(declared.message_count())
+    }
+
     /// Readiness: the connection is open and the broker answers on it.
     pub async fn check(&self) -> Result<(), String> {
         let channel = self.shared.publisher().await.map_err(|e| e.to_string())?;

@@ -1,5 +1,5 @@
-//! A TCP proxy the test can close, to make a broker unreachable for a while without
-//! touching the broker (which other tests share).
+//! A TCP proxy the test can close, to make a broker or PostgreSQL unreachable for a while
+//! without touching the server (which other tests share).
 
 use std::sync::{
     Arc,
@@ -20,8 +20,13 @@ pub struct ChaosProxy {
 
 impl ChaosProxy {
     pub async fn start(upstream: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-        let port = listener.local_addr().expect("addr").port();
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("binding the proxy: {e}"));
+        let port = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("the proxy's address: {e}"))
+            .port();
         let open = Arc::new(AtomicBool::new(true));
         let (cuts, _) = watch::channel(0u64);
         let accept_open = Arc::clone(&open);

@@ -24,10 +24,15 @@ fn rabbitmqctl(args: &[&str]) {
 
 impl Vhost {
     pub async fn create() -> Self {
+        Self::create_named("e2e").await
+    }
+
+    /// A vhost whose name starts with `prefix`, for `rabbitmqctl list_vhosts` readers.
+    pub async fn create_named(prefix: &str) -> Self {
         let base = std::env::var("TEST_AMQP_URL")
             .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
         let url = url_parts(&base);
-        let name = format!("e2e-{}", uuid::Uuid::new_v4().simple());
+        let name = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
         let vhost = Self {
             name: name.clone(),
             user: url.0,
@@ -49,13 +54,21 @@ impl Vhost {
             ]);
         })
         .await
-        .expect("vhost set-up");
+        .unwrap_or_else(|e| panic!("vhost set-up: {e}"));
         vhost
     }
 
     /// `host:port` of the RabbitMQ server.
     pub fn host_port(&self) -> String {
         self.host_port.clone()
+    }
+
+    /// The AMQP URL of this vhost, on the server itself.
+    pub fn url(&self) -> String {
+        format!(
+            "amqp://{}:{}@{}/{}",
+            self.user, self.password, self.host_port, self.name
+        )
     }
 
     /// The AMQP URL of this vhost, reached through a proxy on `port`.
