@@ -32,9 +32,9 @@ impl ParkedAction {
     fn parse(args: &mut impl Iterator<Item = String>) -> anyhow::Result<Self> {
         const USAGE: &str = "usage: outbox-parked list | retry <seq|all> | discard <seq>";
         let seq = |arg: Option<String>| -> anyhow::Result<i64> {
-            arg.as_deref()
-                .and_then(|a| a.parse().ok())
-                .ok_or_else(|| anyhow::anyhow!("expected a row's seq (see `outbox-parked list`); {USAGE}"))
+            arg.as_deref().and_then(|a| a.parse().ok()).ok_or_else(|| {
+                anyhow::anyhow!("expected a row's seq (see `outbox-parked list`); {USAGE}")
+            })
         };
         match args.next().as_deref() {
             Some("list") => Ok(Self::List),
@@ -106,7 +106,11 @@ pub async fn replay_dead_letters(
         )?;
     }
     if report.dropped > 0 {
-        writeln!(out, "  {} dropped: they did not name their topic", report.dropped)?;
+        writeln!(
+            out,
+            "  {} dropped: they did not name their topic",
+            report.dropped
+        )?;
     }
     Ok(())
 }

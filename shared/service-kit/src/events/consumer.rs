@@ -112,7 +112,9 @@ impl ConsumerMetrics {
                 "shop_event_handler_duration_seconds",
                 "Time to apply one event: inbox record, handler and commit",
             )
-            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
             &["consumer", "event_type"],
         )?;
         registry.register(Box::new(consumed.clone()))?;
@@ -251,7 +253,9 @@ impl<H: EventHandler> Consumer<H> {
             traceparent = event.traceparent.as_ref().map(|t| t.as_str()),
         );
         async {
-            let Some(applied) = self.apply_until_done(receiver, &delivery, &event, shutdown).await
+            let Some(applied) = self
+                .apply_until_done(receiver, &delivery, &event, shutdown)
+                .await
             else {
                 return; // dead-lettered, or shutdown while retrying (redelivered later)
             };
@@ -284,7 +288,8 @@ impl<H: EventHandler> Consumer<H> {
     ) -> Option<Applied> {
         let consumer = self.subscription.consumer.as_str();
         let mut failures = 0;
-        let mut message_backoff = Backoff::new(self.settings.retry_backoff, self.settings.max_backoff);
+        let mut message_backoff =
+            Backoff::new(self.settings.retry_backoff, self.settings.max_backoff);
         let mut pause = Backoff::new(self.settings.retry_backoff, self.settings.max_backoff);
         let mut paused_since: Option<Instant> = None;
         let result = loop {
@@ -315,9 +320,18 @@ impl<H: EventHandler> Consumer<H> {
                     wait
                 }
                 Verdict::Permanent(error) => {
-                    tracing::error!(error = format!("{error:#}"), "event rejected by the handler");
-                    self.dead_letter(receiver, delivery, &event.event_type, &format!("{error:#}"), shutdown)
-                        .await;
+                    tracing::error!(
+                        error = format!("{error:#}"),
+                        "event rejected by the handler"
+                    );
+                    self.dead_letter(
+                        receiver,
+                        delivery,
+                        &event.event_type,
+                        &format!("{error:#}"),
+                        shutdown,
+                    )
+                    .await;
                     break None;
                 }
                 Verdict::Message(error) => {
@@ -328,8 +342,14 @@ impl<H: EventHandler> Consumer<H> {
                             attempts = failures,
                             "event failed on every attempt while the database answered"
                         );
-                        self.dead_letter(receiver, delivery, &event.event_type, &format!("{error:#}"), shutdown)
-                            .await;
+                        self.dead_letter(
+                            receiver,
+                            delivery,
+                            &event.event_type,
+                            &format!("{error:#}"),
+                            shutdown,
+                        )
+                        .await;
                         break None;
                     }
                     let wait = message_backoff.next();
@@ -349,7 +369,10 @@ impl<H: EventHandler> Consumer<H> {
         };
         if let Some(since) = paused_since {
             self.metrics.paused.with_label_values(&[consumer]).set(0);
-            tracing::info!(paused_ms = since.elapsed().as_millis() as u64, "consumer resumed");
+            tracing::info!(
+                paused_ms = since.elapsed().as_millis() as u64,
+                "consumer resumed"
+            );
         }
         result
     }
@@ -560,7 +583,10 @@ mod tests {
         let mut backoff = Backoff::new(Duration::from_millis(200), cap);
         let waits: Vec<Duration> = (0..12).map(|_| backoff.next()).collect();
         assert!(waits[0] >= Duration::from_millis(160) && waits[0] <= Duration::from_millis(240));
-        assert!(waits[3] >= Duration::from_millis(1280), "doubled: {waits:?}");
+        assert!(
+            waits[3] >= Duration::from_millis(1280),
+            "doubled: {waits:?}"
+        );
         assert!(waits.iter().all(|w| *w <= cap), "capped: {waits:?}");
         assert!(waits[11] >= cap.mul_f64(0.8), "reaches the cap: {waits:?}");
         backoff.reset();

@@ -107,9 +107,10 @@ pub async fn replay(bus: &EventBus) -> anyhow::Result<ReplayReport> {
                 if replays > 0 {
                     report.replayed_before += 1;
                 }
-                message
-                    .headers
-                    .insert(headers::DEAD_LETTER_REPLAYS.to_owned(), (replays + 1).to_string());
+                message.headers.insert(
+                    headers::DEAD_LETTER_REPLAYS.to_owned(),
+                    (replays + 1).to_string(),
+                );
                 bus.publish(&message).await?;
                 tracing::info!(
                     topic = %message.topic,

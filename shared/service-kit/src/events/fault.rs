@@ -94,7 +94,9 @@ mod tests {
 
     #[test]
     fn transient_sqlstates_are_recognised_and_constraint_violations_are_not() {
-        for code in ["40001", "40P01", "08006", "08001", "57P01", "57P03", "53300", "25006"] {
+        for code in [
+            "40001", "40P01", "08006", "08001", "57P01", "57P03", "53300", "25006",
+        ] {
             assert!(is_transient_sqlstate(code), "{code}");
         }
         for code in ["23505", "23514", "42P01", "22P02"] {

@@ -214,7 +214,11 @@ impl KafkaBus {
             .set("enable.auto.commit", "false")
             .create()
             .map_err(|e| BusError::Other(e.to_string()))?;
-        let topics: Vec<String> = subscription.topics.iter().map(|t| (*t).to_owned()).collect();
+        let topics: Vec<String> = subscription
+            .topics
+            .iter()
+            .map(|t| (*t).to_owned())
+            .collect();
         tokio::task::spawn_blocking(move || {
             let unavailable = |e: KafkaError| BusError::Unavailable(e.to_string());
             let mut backlog = BTreeMap::new();
@@ -278,13 +282,18 @@ fn base_config(settings: &KafkaSettings, client_id: &str) -> ClientConfig {
 /// broker's state and is retried for as long as it lasts.
 fn classify_send_error(error: &KafkaError) -> BusError {
     use RDKafkaErrorCode::{
-        InvalidMessage, InvalidMessageSize, InvalidRecord, InvalidTopic, MessageSizeTooLarge,
-        MessageBatchTooLarge, TopicAuthorizationFailed,
+        InvalidMessage, InvalidMessageSize, InvalidRecord, InvalidTopic, MessageBatchTooLarge,
+        MessageSizeTooLarge, TopicAuthorizationFailed,
     };
     match error.rdkafka_error_code() {
         Some(
-            MessageSizeTooLarge | InvalidMessageSize | InvalidMessage | InvalidRecord
-            | MessageBatchTooLarge | InvalidTopic | TopicAuthorizationFailed,
+            MessageSizeTooLarge
+            | InvalidMessageSize
+            | InvalidMessage
+            | InvalidRecord
+            | MessageBatchTooLarge
+            | InvalidTopic
+            | TopicAuthorizationFailed,
         ) => BusError::Other(error.to_string()),
         _ => BusError::Unavailable(error.to_string()),
     }
@@ -398,33 +407,33 @@ impl KafkaReceiver {
 }
 
 fn convert(received: &rdkafka::message::BorrowedMessage<'_>) -> (Message, Position) {
-        let headers = received
-            .headers()
-            .map(|headers| {
-                headers
-                    .iter()
-                    .filter_map(|h| {
-                        h.value
-                            .map(|v| (h.key.to_owned(), String::from_utf8_lossy(v).into_owned()))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let message = Message {
-            topic: received.topic().to_owned(),
-            key: received
-                .key()
-                .map(|k| String::from_utf8_lossy(k).into_owned())
-                .unwrap_or_default(),
-            headers,
-            payload: received.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-        };
-        let position = Position {
-            topic: received.topic().to_owned(),
-            partition: received.partition(),
-            offset: received.offset(),
-        };
-        (message, position)
+    let headers = received
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .filter_map(|h| {
+                    h.value
+                        .map(|v| (h.key.to_owned(), String::from_utf8_lossy(v).into_owned()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let message = Message {
+        topic: received.topic().to_owned(),
+        key: received
+            .key()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .unwrap_or_default(),
+        headers,
+        payload: received.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+    };
+    let position = Position {
+        topic: received.topic().to_owned(),
+        partition: received.partition(),
+        offset: received.offset(),
+    };
+    (message, position)
 }
 
 impl KafkaReceiver {

@@ -54,14 +54,8 @@ pub fn spawn_consumer<H: consumer::EventHandler>(
     })?;
     let pruner = consumer::InboxPruner::new(pool.clone(), &settings.consumer);
     let metrics = consumer::ConsumerMetrics::register(metrics)?;
-    let consumer = consumer::Consumer::new(
-        pool,
-        bus,
-        spec,
-        handler,
-        settings.consumer.clone(),
-        metrics,
-    );
+    let consumer =
+        consumer::Consumer::new(pool, bus, spec, handler, settings.consumer.clone(), metrics);
     tasks.spawn("event-consumer", |shutdown| consumer.run(shutdown));
     tasks.spawn("inbox-pruner", |shutdown| pruner.run(shutdown));
     Ok(())

@@ -372,7 +372,10 @@ impl OutboxRelay {
 
     /// Marks what was published, and what was refused, in one short transaction.
     async fn record(&self, outcome: &BatchOutcome) -> Result<(), sqlx::Error> {
-        if outcome.published.is_empty() && outcome.refused.is_empty() && outcome.unreadable.is_empty() {
+        if outcome.published.is_empty()
+            && outcome.refused.is_empty()
+            && outcome.unreadable.is_empty()
+        {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
@@ -457,8 +460,8 @@ impl OutboxRelay {
 fn message_of(row: &Row) -> Result<Message, String> {
     let headers: BTreeMap<String, String> = serde_json::from_value(row.headers.clone())
         .map_err(|e| format!("the headers are not a map of strings: {e}"))?;
-    let payload =
-        serde_json::to_vec(&row.payload).map_err(|e| format!("the payload does not encode: {e}"))?;
+    let payload = serde_json::to_vec(&row.payload)
+        .map_err(|e| format!("the payload does not encode: {e}"))?;
     Ok(Message {
         topic: row.topic.clone(),
         key: row.partition_key.clone(),

@@ -123,7 +123,9 @@ impl EventBusSettings {
                 batch_size: source.parse("OUTBOX_BATCH_SIZE", 100)?,
                 retention: Duration::from_secs(3600 * source.parse("OUTBOX_RETENTION_HOURS", 72)?),
                 max_attempts: source.parse("OUTBOX_MAX_ATTEMPTS", 5)?.max(1),
-                lease: source.seconds("OUTBOX_LEASE_SECS", 10)?.max(Duration::from_secs(1)),
+                lease: source
+                    .seconds("OUTBOX_LEASE_SECS", 10)?
+                    .max(Duration::from_secs(1)),
             },
             consumer: ConsumerSettings {
                 max_attempts: source.parse("CONSUMER_MAX_ATTEMPTS", 5)?.max(1),
