@@ -7,6 +7,7 @@ Renders the kustomize base, the overlays and the mTLS components with `kubectl k
 - base, for each of the four services: a Deployment with startup, readiness and liveness
   probes on the right health endpoints, resource requests and limits, a non-root,
   read-only, unprivileged securityContext, a grace period that covers the shutdown path,
+  for the consuming ones a Kafka group instance id taken from the pod name,
   a Service, an HPA targeting it, a PDB selecting it and a NetworkPolicy letting the
   Ingress controller reach it; a default-deny NetworkPolicy; the Ingress routes;
 - every rendering: each pod meets the Pod Security `restricted` profile (the namespace
@@ -60,6 +61,9 @@ ROUTES = {
     "/api/v1/products": "inventory-service",
 }
 INGRESS_NAMESPACE = "ingress-nginx"
+# The services with an event consumer: each replica joins its Kafka group as a static
+# member named after its pod (KAFKA_GROUP_INSTANCE_ID), never a value shared by replicas.
+CONSUMING = {"order-service", "payment-service", "inventory-service"}
 # Background tasks (outbox relay, event consumer) each get at most this long to stop
 # (service-kit's BackgroundTasks::STOP_TIMEOUT), one after the other.
 BACKGROUND_TASKS = 2
@@ -336,6 +340,21 @@ def check_service(objs: list[dict], service: str, port: int) -> None:
     config = [s["configMapRef"]["name"] for s in container.get("envFrom", []) if "configMapRef" in s]
     http_addr = config_value(objs, config[0], "HTTP_ADDR") if config else None
     check(http_addr == f"0.0.0.0:{port}", where, f"HTTP_ADDR must be 0.0.0.0:{port}")
+
+    # Static Kafka group membership: one id per pod, from the pod's name. A fixed value (in
+    # the ConfigMap or the Deployment) would be shared by every replica, which would then
+    # fence each other out of the group.
+    env = {e["name"]: e for e in container.get("env", [])}
+    instance = env.get("KAFKA_GROUP_INSTANCE_ID")
+    if service in CONSUMING:
+        field = ((instance or {}).get("valueFrom") or {}).get("fieldRef", {}).get("fieldPath")
+        check(field == "metadata.name", where,
+              "KAFKA_GROUP_INSTANCE_ID must come from the pod name (fieldRef metadata.name)")
+    else:
+        check(instance is None, where, "KAFKA_GROUP_INSTANCE_ID is for consuming services only")
+    if config:
+        check(config_value(objs, config[0], "KAFKA_GROUP_INSTANCE_ID") is None, where,
+              "KAFKA_GROUP_INSTANCE_ID must not be in the ConfigMap: replicas would share it")
 
     # The grace period covers the whole shutdown path.
     shutdown = int(config_value(objs, config[0], "HTTP_SHUTDOWN_TIMEOUT_SECS") or 20) if config else 20
