@@ -235,8 +235,10 @@ fn dead_letter_replay() -> Value {
         "channel": channel_ref(topics::DEAD_LETTERS),
         "title": "Replay of the dead letters",
         "description": "`<service binary> replay-dead-letters` (`make replay-dead-letters`) \
-            republishes each dead letter to its original topic without the `x-dead-letter-*` \
-            headers, then stops when none has arrived for a while.",
+            republishes each dead letter that waits when it starts to its original topic, \
+            without the `x-dead-letter-*` headers but with `x-dead-letter-replays` counting \
+            the replays, prints how many went to which topic, and stops. A replayed message \
+            that fails again waits for the next replay.",
         "messages": [channel_message_ref(topics::DEAD_LETTERS, DEAD_LETTER)],
         "bindings": {
             "kafka": {
@@ -404,6 +406,11 @@ fn dead_letter_headers() -> Value {
                 "type": "string",
                 "format": "date-time",
                 "description": "When it was dead-lettered (RFC 3339).",
+            },
+            "x-dead-letter-replays": {
+                "type": "string",
+                "pattern": "^[0-9]+$",
+                "description": "How many times the message was replayed before; absent if never.",
             },
         },
         "additionalProperties": { "type": "string" },

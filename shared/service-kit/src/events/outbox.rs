@@ -151,6 +151,15 @@ struct Row {
     attempts: i32,
 }
 
+/// Why a batch stopped.
+#[derive(Debug, thiserror::Error)]
+enum RelayError {
+    #[error("the database is unavailable: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("the broker is unavailable: {0}")]
+    Broker(String),
+}
+
 /// What publishing one batch did.
 #[derive(Debug, Default)]
 struct BatchOutcome {
@@ -200,10 +209,17 @@ impl OutboxRelay {
                 }
                 Err(error) => {
                     tracing::warn!(
-                        error = format!("{error:#}"),
+                        error = %error,
                         retry_in_ms = backoff.as_millis() as u64,
                         "outbox relay: publishing paused"
                     );
+                    // The gauges must keep moving while the broker is away: that is when
+                    // the oldest pending event's age matters.
+                    if matches!(error, RelayError::Broker(_))
+                        && let Err(error) = self.update_metrics().await
+                    {
+                        tracing::warn!(error = %error, "outbox relay: cannot read metrics");
+                    }
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(backoff) => {}
@@ -303,7 +319,7 @@ impl OutboxRelay {
 
     /// Publishes one batch; returns how many rows it read. An error means the database or
     /// the broker is unavailable: the caller backs off.
-    async fn publish_batch(&mut self) -> anyhow::Result<usize> {
+    async fn publish_batch(&mut self) -> Result<usize, RelayError> {
         if !self.hold_lease().await? {
             return Ok(0);
         }
@@ -331,7 +347,7 @@ impl OutboxRelay {
             tracing::debug!(count = outcome.published.len(), "outbox relay: published");
         }
         match outcome.unavailable {
-            Some(error) => Err(anyhow::anyhow!("the broker is unavailable: {error}")),
+            Some(error) => Err(RelayError::Broker(error)),
             None => Ok(outcome.read),
         }
     }
@@ -343,7 +359,16 @@ impl OutboxRelay {
         };
         // Aggregates with a row that failed in this batch: their later rows wait.
         let mut held: HashSet<String> = HashSet::new();
+        // Stop while a third of the lease is left, so that a slow broker cannot make this
+        // batch run on after another replica has taken over (which would only duplicate,
+        // but needlessly); the rest waits for the next batch, after the lease is renewed.
+        let stop_at = self
+            .lease_until
+            .map(|until| until - self.settings.lease / 3);
         for row in rows {
+            if stop_at.is_some_and(|stop| Instant::now() >= stop) {
+                break;
+            }
             if held.contains(&row.partition_key) {
                 continue;
             }
