@@ -8,21 +8,52 @@
 //! - RabbitMQ: the server at `TEST_AMQP_URL` (default the local one), with a virtual host
 //!   of its own per test, reached through a proxy the test can cut to simulate an outage.
 //!
+//! The services reach PostgreSQL through a proxy of their own too
+//! ([`Stack::set_database_up`]); the test's own connections (creating and dropping the
+//! databases, [`Stack::db`], the consistency oracle) go to the server directly.
+//!
 //! Services log to `target/e2e-logs/<test>/<service>.log`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod consistency;
+mod load;
 mod process;
 
-use std::{path::PathBuf, time::Duration};
+use std::{path::PathBuf, sync::Mutex, time::Duration};
 
 use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
-use shop_model::api::{Order, OrderStatus, Page, Payment, Product, TokenResponse, User, Wallet};
+use shop_model::{
+    ProductId,
+    api::{Order, OrderStatus, Page, Payment, Product, TokenResponse, User, Wallet},
+};
 use test_kit::{ApiClient, TestBroker, TestDatabase, TestResponse, Vhost};
 
+pub use consistency::Consistency;
+pub use load::{Attempt, Load, LoadPlan, LoadReport, Outcome};
 pub use process::ServiceProcess;
 pub use test_kit::ChaosProxy;
+
+/// Runs each named scenario (an `async fn(Mode)` of the calling test file) once per
+/// broker, as `kafka::<name>` and `rabbitmq::<name>`.
+#[macro_export]
+macro_rules! both_brokers {
+    ($($name:ident),* $(,)?) => {
+        mod kafka {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                super::$name($crate::Mode::Kafka).await;
+            })*
+        }
+        mod rabbitmq {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                super::$name($crate::Mode::RabbitMq).await;
+            })*
+        }
+    };
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -74,6 +105,11 @@ pub struct Stack {
     pub mode: Mode,
     pub broker: Broker,
     databases: Vec<(Service, TestDatabase)>,
+    /// Between every service and PostgreSQL.
+    database_proxy: ChaosProxy,
+    /// Every product created through [`Stack::create_product`], with its initial stock,
+    /// for the consistency oracle.
+    products: Mutex<Vec<(ProductId, i64)>>,
     processes: Vec<(Service, ServiceProcess)>,
     ports: Vec<(Service, u16)>,
     log_dir: PathBuf,
@@ -129,6 +165,7 @@ impl Stack {
         for service in Service::ALL {
             databases.push((service, TestDatabase::create().await));
         }
+        let database_proxy = ChaosProxy::start(server_address(&databases[0].1)).await;
         let log_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("../../target/e2e-logs")
             .join(format!(
@@ -145,6 +182,8 @@ impl Stack {
             mode,
             broker,
             databases,
+            database_proxy,
+            products: Mutex::new(Vec::new()),
             processes: Vec::new(),
             ports,
             log_dir,
@@ -164,7 +203,7 @@ impl Stack {
     /// test: printed when a test fails, so that a CI log that keeps only the end of a
     /// failing test's output still says what happened. The whole logs stay on disk.
     #[allow(clippy::print_stderr)] // the test's output is where the report belongs
-    fn print_failure_report(&self) {
+    fn print_failure_report(&self, exited: &[(String, std::process::ExitStatus)]) {
         const LINES: usize = 8;
         const WIDTH: usize = 300;
         let mut logs: Vec<_> = std::fs::read_dir(&self.log_dir)
@@ -197,6 +236,9 @@ impl Stack {
                 eprintln!("{}", &line[..end]);
             }
         }
+        for (log, status) in exited {
+            eprintln!("--- {log}: the process had exited before the test ended ({status})");
+        }
         for message in failure::messages() {
             eprintln!("=== the test failed: {message}");
         }
@@ -210,6 +252,7 @@ impl Stack {
             .expect("port")
     }
 
+    /// The URL of a service's database on the server itself, as the test connects.
     pub fn database_url(&self, service: Service) -> String {
         self.databases
             .iter()
@@ -218,11 +261,20 @@ impl Stack {
             .expect("database")
     }
 
+    /// The URL of a service's database through the proxy, as the service connects.
+    fn service_database_url(&self, service: Service) -> String {
+        let mut url = url::Url::parse(&self.database_url(service)).expect("a database URL");
+        url.set_host(Some("127.0.0.1")).expect("a host");
+        url.set_port(Some(self.database_proxy.port()))
+            .expect("a port");
+        url.to_string()
+    }
+
     fn environment(&self, service: Service, port: u16) -> Vec<(String, String)> {
         let mut env = vec![
             ("HTTP_ADDR", format!("127.0.0.1:{port}")),
             ("HTTP_WORKERS", "2".to_owned()),
-            ("DATABASE_URL", self.database_url(service)),
+            ("DATABASE_URL", self.service_database_url(service)),
             ("DATABASE_MAX_CONNECTIONS", "10".to_owned()),
             (
                 "USER_SERVICE_URL",
@@ -336,6 +388,12 @@ impl Stack {
         }
     }
 
+    /// Makes PostgreSQL unreachable for every service (`false`: open connections are cut,
+    /// new ones refused), or reachable again (`true`). The test's own connections stay.
+    pub async fn set_database_up(&self, up: bool) {
+        self.database_proxy.set_open(up).await;
+    }
+
     /// A client of the broker, as the services have.
     pub async fn bus(&self) -> service_kit::events::EventBus {
         let pairs: Vec<(String, String)> = self
@@ -423,7 +481,12 @@ impl Stack {
             .send()
             .await;
         response.assert_status(201);
-        response.json()
+        let product: Product = response.json();
+        self.products
+            .lock()
+            .expect("the products")
+            .push((product.id, stock));
+        product
     }
 
     pub async fn product(&self, product: &Product) -> Product {
@@ -525,6 +588,16 @@ impl Stack {
     }
 }
 
+/// `host:port` of the PostgreSQL server that holds `database`.
+fn server_address(database: &TestDatabase) -> String {
+    let url = url::Url::parse(database.url().expose_secret()).expect("a database URL");
+    format!(
+        "{}:{}",
+        url.host_str().expect("a database host"),
+        url.port().unwrap_or(5432)
+    )
+}
+
 fn get_json<T: DeserializeOwned>(response: TestResponse) -> T {
     response.assert_status(200);
     response.json()
@@ -532,12 +605,27 @@ fn get_json<T: DeserializeOwned>(response: TestResponse) -> T {
 
 impl Drop for Stack {
     fn drop(&mut self) {
+        // Processes that stopped by themselves (or were stopped by someone else) while
+        // the test ran, for the failure report.
+        let exited: Vec<_> = self
+            .processes
+            .iter_mut()
+            .filter_map(|(_, process)| {
+                let status = process.exit_status()?;
+                let log = process
+                    .log_path()
+                    .file_name()?
+                    .to_string_lossy()
+                    .into_owned();
+                Some((log, status))
+            })
+            .collect();
         // The services stop before their databases and their broker are removed.
         for (_, process) in &mut self.processes {
             process.kill();
         }
         if std::thread::panicking() {
-            self.print_failure_report();
+            self.print_failure_report(&exited);
         }
     }
 }

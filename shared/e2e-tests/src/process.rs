@@ -73,6 +73,17 @@ impl ServiceProcess {
         }
     }
 
+    /// How the process ended, if it has; a test that fails because something else
+    /// stopped a service says so in its report.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// The file the process logs to.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
     /// Sends SIGTERM, the orchestrator's polite stop, and waits for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let status = Command::new("kill")

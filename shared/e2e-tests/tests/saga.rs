@@ -12,25 +12,7 @@ use shop_model::{
     events::{Event, OrderPlaced, StockReserved},
 };
 
-/// Runs `scenario` once per broker.
-macro_rules! both_brokers {
-    ($($name:ident),* $(,)?) => {
-        mod kafka {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() {
-                super::$name(e2e_tests::Mode::Kafka).await;
-            })*
-        }
-        mod rabbitmq {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() {
-                super::$name(e2e_tests::Mode::RabbitMq).await;
-            })*
-        }
-    };
-}
-
-both_brokers!(
+e2e_tests::both_brokers!(
     a_paid_order_is_confirmed_and_its_stock_sold,
     an_order_for_more_than_the_stock_is_rejected_and_nothing_moves,
     an_order_above_the_balance_is_rejected_and_its_reservation_released,
