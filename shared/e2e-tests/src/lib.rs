@@ -298,6 +298,13 @@ impl Stack {
             Broker::Kafka { brokers, .. } => {
                 env.push(("EVENT_BUS", "kafka".to_owned()));
                 env.push(("KAFKA_BROKERS", brokers.clone()));
+                // Static membership, as the Kubernetes manifests set it from the pod name:
+                // a process restarted on its port is the same member again; a replica on
+                // another port is another member.
+                env.push((
+                    "KAFKA_GROUP_INSTANCE_ID",
+                    format!("{}-{port}", service.binary()),
+                ));
             }
             Broker::RabbitMq { vhost, proxy } => {
                 env.push(("EVENT_BUS", "rabbitmq".to_owned()));
@@ -577,6 +584,30 @@ impl Stack {
                 .await,
         );
         page.items
+    }
+
+    /// The sum of the samples of metric `name` on `service`'s `/metrics` whose labels
+    /// include every pair of `labels`.
+    pub async fn metric(&self, service: Service, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let text = reqwest::get(format!("{}/metrics", self.api(service).base_url()))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .filter_map(|line| {
+                let rest = line.strip_prefix(name)?;
+                let (labels_part, value) = match rest.strip_prefix('{') {
+                    Some(rest) => rest.split_once("} ")?,
+                    None => ("", rest.strip_prefix(' ')?),
+                };
+                labels
+                    .iter()
+                    .all(|(k, v)| labels_part.contains(&format!("{k}=\"{v}\"")))
+                    .then(|| value.trim().parse::<f64>().ok())?
+            })
+            .sum()
     }
 
     /// Connects to a service's database, for assertions about its inbox and outbox.

@@ -247,6 +247,24 @@ async fn an_event_delivered_twice_has_one_effect(mode: Mode) {
     // is not duplicated, so we wait on the broker having been drained by a later event).
     let marker = stack.place_order(&customer, &[(&book, 1)]).await;
     stack.settled(&customer, &marker).await;
+    // The inbox is what recognised the copies: without it they would be applied again
+    // (and the services' own state guards alone would hide that from the balance).
+    for (service, event_type) in [
+        (Service::Payment, StockReserved::TYPE),
+        (Service::Inventory, OrderPlaced::TYPE),
+    ] {
+        test_kit::eventually(SAGA_DEADLINE, "the copy counted as a duplicate", || async {
+            let duplicates = stack
+                .metric(
+                    service,
+                    "shop_events_consumed_total",
+                    &[("event_type", event_type), ("outcome", "duplicate")],
+                )
+                .await;
+            (duplicates >= 1.0).then_some(())
+        })
+        .await;
+    }
 
     assert_eq!(
         stack.balance(&customer).await,

@@ -264,18 +264,13 @@ impl From<sqlx::Error> for ApiError {
 }
 
 /// Errors that mean "the database is not there right now" rather than "this query is
-/// wrong": the pool is exhausted or closed, the network failed, or the server refuses
-/// connections (SQLSTATE class 08, `57P0x` shutting down, `53300` too many connections,
-/// `3D000` database missing).
+/// wrong": the same faults that make a consumer pause (`events::fault`: the pool exhausted
+/// or closed, the network or the protocol stream broken, the server refusing connections,
+/// shutting down or read-only after a fail-over, a deadlock), and a database that does not
+/// exist (`3D000`). One classifier for both, so a fault is a 503 here and a pause there.
 fn is_unavailable(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
-        sqlx::Error::Tls(_) => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            code.starts_with("08") || code.starts_with("57P") || code == "53300" || code == "3D000"
-        }),
-        _ => false,
-    }
+    crate::events::fault::is_infrastructure(error)
+        || matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("3D000"))
 }
 
 /// JSON body errors, as problem+json: 415 for a missing or wrong content type, 413 for an

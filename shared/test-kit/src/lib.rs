@@ -11,6 +11,8 @@
 //! - [`ChaosProxy`]: a TCP proxy a test can cut, to make PostgreSQL or a broker unreachable
 //!   without touching the server that other tests share.
 //! - [`Vhost`]: a RabbitMQ virtual host per test.
+//! - [`SettledCheck`]: at the end of a passing test, the service under test published its
+//!   whole outbox and dead-lettered nothing unexpected.
 
 mod broker;
 mod client;
@@ -19,6 +21,7 @@ mod jwks;
 pub mod openapi;
 mod proxy;
 mod rabbitmq;
+mod settled;
 pub mod tokens;
 
 pub use broker::{TestBroker, Watcher};
@@ -27,6 +30,7 @@ pub use database::TestDatabase;
 pub use jwks::JwksServer;
 pub use proxy::ChaosProxy;
 pub use rabbitmq::Vhost;
+pub use settled::{SettledCheck, background_app};
 
 use std::sync::Once;
 
