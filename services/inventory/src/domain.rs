@@ -288,6 +288,9 @@ pub enum RejectionReason {
     UnknownProduct,
     /// Fewer units of a product are available than the order asks for.
     OutOfStock,
+    /// The order was cancelled before its `OrderPlaced` was handled; no product is at
+    /// fault (the saga decides this, never [`OrderDemand::check_against`]).
+    OrderCancelled,
 }
 
 impl RejectionReason {
@@ -296,6 +299,7 @@ impl RejectionReason {
         match self {
             Self::UnknownProduct => "unknown_product",
             Self::OutOfStock => "out_of_stock",
+            Self::OrderCancelled => "order_cancelled",
         }
     }
 }

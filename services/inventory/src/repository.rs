@@ -174,7 +174,57 @@ pub async fn exists(conn: &mut PgConnection, id: ProductId) -> Result<bool, sqlx
 // change, in product id order, until the transaction ends. As every such transaction takes
 // its locks in the same order, no two can each hold a row the other is waiting for (a
 // deadlock), however many orders are reserved, sold and released at once; and a
-// transaction that had to wait reads the stock as the one before it left it.
+// transaction that had to wait reads the stock as the one before it left it. The saga's
+// per-order lock ([`lock_order`]) is taken before any of them, one per transaction, so it
+// adds no cycle either.
+
+/// The advisory-lock namespace of [`lock_order`]: "invo". The two-key form keeps it apart
+/// from the one-key lock of the migrator, and the namespace from the kit's outbox locks
+/// ("outb", `service_kit::events::outbox::enqueue`).
+const ORDER_LOCK_SPACE: i32 = 0x696e_766f;
+
+/// Waits for, then holds until the end of the caller's transaction, the lock that
+/// serialises the saga's handling of one order (see [`crate::saga`]). The second key is a
+/// hash of the order id: two orders that hash alike merely wait for each other.
+#[tracing::instrument(skip_all, fields(order_id = %order_id))]
+pub async fn lock_order(conn: &mut PgConnection, order_id: OrderId) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text))",
+        ORDER_LOCK_SPACE,
+        order_id.as_uuid(),
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records that the order was cancelled; a repeat changes nothing.
+#[tracing::instrument(skip_all, fields(order_id = %order_id))]
+pub async fn insert_cancellation(
+    conn: &mut PgConnection,
+    order_id: OrderId,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"INSERT INTO order_cancellations (order_id)
+           VALUES ($1)
+           ON CONFLICT (order_id) DO NOTHING"#,
+        order_id.as_uuid(),
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Whether the order was cancelled.
+#[tracing::instrument(skip_all, fields(order_id = %order_id))]
+pub async fn is_cancelled(conn: &mut PgConnection, order_id: OrderId) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM order_cancellations WHERE order_id = $1) AS "cancelled!""#,
+        order_id.as_uuid(),
+    )
+    .fetch_one(conn)
+    .await
+}
 
 /// Locks the rows of the products `ids` in id order, and reads their stock. Ids without a
 /// product are missing from the answer.

@@ -252,15 +252,122 @@ async fn cancelling_an_order_twice_gives_its_stock_back_once() {
     assert_eq!(app.outbox::<StockReleased>().await.len(), 1);
 }
 
+/// Two replicas on one RabbitMQ queue may handle an order's `OrderConfirmed` and
+/// `OrderCancelled` either way round: the stock must end where it ends in the normal order.
 #[tokio::test]
-async fn a_cancelled_order_is_not_sold_by_a_late_confirmation() {
+async fn an_order_cancelled_before_its_confirmation_ends_as_if_confirmed_then_cancelled() {
+    let app = spawn_app().await;
+    let (normal, reversed) = (
+        product(&app, "MUG-001", 10).await,
+        product(&app, "MUG-002", 10).await,
+    );
+    let (in_order, overtaken) = (order_placed(&[(normal, 3)]), order_placed(&[(reversed, 3)]));
+    app.handle(&in_order).await.expect("reserved");
+    app.handle(&overtaken).await.expect("reserved");
+    app.handle(&confirmed(&in_order)).await.expect("sold");
+    app.handle(&cancelled(&in_order)).await.expect("returned");
+
+    app.handle(&cancelled(&overtaken)).await.expect("released");
+    app.handle(&confirmed(&overtaken)).await.expect("handled");
+
+    assert_eq!(app.stock_of(normal).await, (10, 0));
+    assert_eq!(app.stock_of(reversed).await, (10, 0));
+    assert_eq!(
+        app.outbox::<StockReleased>().await,
+        [
+            StockReleased {
+                order_id: in_order.order_id
+            },
+            StockReleased {
+                order_id: overtaken.order_id
+            }
+        ]
+    );
+}
+
+/// The cancellation of a pending order handled before its `OrderPlaced` (two replicas on
+/// one queue): nothing may stay held for an order that no longer exists.
+#[tokio::test]
+async fn an_order_cancelled_before_it_is_placed_reserves_nothing_and_is_rejected_as_order_cancelled()
+ {
+    let app = spawn_app().await;
+    let mug = product(&app, "MUG-001", 10).await;
+    let placed = order_placed(&[(mug, 3)]);
+    app.handle(&cancelled(&placed)).await.expect("cancelled");
+
+    app.handle(&placed).await.expect("handled");
+
+    assert_eq!(app.stock_of(mug).await, (10, 0));
+    assert!(app.outbox::<StockReserved>().await.is_empty());
+    assert!(app.outbox::<StockReleased>().await.is_empty());
+    assert_eq!(
+        app.outbox::<StockRejected>().await,
+        [StockRejected {
+            order_id: placed.order_id,
+            user_id: placed.user_id,
+            reason: "order_cancelled".to_owned(),
+            product_ids: vec![],
+        }]
+    );
+}
+
+/// A dead-lettered `OrderPlaced` replayed after its order was reserved, cancelled and given
+/// back: it was answered the first time, and must neither hold the stock again nor answer
+/// differently now.
+#[tokio::test]
+async fn an_order_placed_replayed_after_its_cancellation_reserves_nothing_and_answers_nothing() {
     let app = spawn_app().await;
     let (mug, placed) = reserved_order(&app).await;
     app.handle(&cancelled(&placed)).await.expect("released");
 
-    app.handle(&confirmed(&placed)).await.expect("handled");
+    app.handle(&placed).await.expect("handled");
 
     assert_eq!(app.stock_of(mug).await, (10, 0));
+    assert_eq!(app.outbox::<StockReserved>().await.len(), 1);
+    assert_eq!(app.outbox::<StockReleased>().await.len(), 1);
+    assert!(app.outbox::<StockRejected>().await.is_empty());
+}
+
+/// The race the per-order lock is for: the placement and the cancellation of one order
+/// handled at the same moment, as two replicas would, each in its own transaction. Whoever
+/// goes first, no unit may stay held.
+#[tokio::test]
+async fn a_cancellation_racing_the_placement_never_leaves_stock_held() {
+    const ORDERS: usize = 20;
+    let app = spawn_app().await;
+    let mug = product(&app, "MUG-001", ORDERS as i64).await;
+    let orders: Vec<OrderPlaced> = (0..ORDERS).map(|_| order_placed(&[(mug, 1)])).collect();
+
+    for (i, placed) in orders.iter().enumerate() {
+        let cancelled = cancelled(placed);
+        // Each side gets the head start on every other order.
+        let (a, b) = if i % 2 == 0 {
+            tokio::join!(app.handle(placed), app.handle(&cancelled))
+        } else {
+            let (b, a) = tokio::join!(app.handle(&cancelled), app.handle(placed));
+            (a, b)
+        };
+        a.expect("placed");
+        b.expect("cancelled");
+    }
+
+    assert_eq!(app.stock_of(mug).await, (ORDERS as i32, 0));
+    let reserved = app.outbox::<StockReserved>().await;
+    let released = app.outbox::<StockReleased>().await;
+    let rejected = app.outbox::<StockRejected>().await;
+    for placed in &orders {
+        let id = placed.order_id;
+        let was_reserved = reserved.iter().any(|e| e.order_id == id);
+        let was_released = released.iter().any(|e| e.order_id == id);
+        let was_rejected = rejected
+            .iter()
+            .any(|e| e.order_id == id && e.reason == "order_cancelled");
+        assert!(
+            (was_reserved && was_released && !was_rejected)
+                || (was_rejected && !was_reserved && !was_released),
+            "order {id}: reserved {was_reserved}, released {was_released}, rejected {was_rejected}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -1,7 +1,14 @@
 use secrecy::ExposeSecret;
 use service_kit::config::ConfigSource;
-use shop_model::api::{Order, Product};
+use shop_model::{
+    ProductId,
+    api::{Order, Product},
+};
 use test_kit::{ApiClient, JwksServer, TestBroker, TestDatabase, TestResponse, tokens};
+use wiremock::{
+    Mock, MockServer, ResponseTemplate,
+    matchers::{method, path},
+};
 
 pub struct TestApp {
     pub api: ApiClient,
@@ -53,6 +60,26 @@ pub async fn spawn_app_with_fake_inventory(inventory_url: &str, extra: &[(&str, 
         extra,
     )
     .await
+}
+
+/// order-service alone, pricing from a fake inventory (wiremock) that knows one product,
+/// returned with it. No inventory-service consumes its `OrderPlaced`, so a test publishes
+/// inventory's answers itself, in the order it needs; the server must live as long as the
+/// test.
+pub async fn spawn_app_without_inventory_consumer() -> (TestApp, MockServer, ProductId) {
+    let inventory = MockServer::start().await;
+    let product_id = ProductId::new();
+    Mock::given(method("GET"))
+        .and(path("/api/v1/products"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "items": [{"id": product_id, "sku": "MUG-001", "name": "Mug", "description": "",
+                       "price_cents": 500, "available": 10, "reserved": 0}],
+            "next_cursor": null
+        })))
+        .mount(&inventory)
+        .await;
+    let app = spawn_app_with_fake_inventory(&inventory.uri(), &[]).await;
+    (app, inventory, product_id)
 }
 
 async fn spawn_order_service(

@@ -16,7 +16,7 @@ use shop_model::{
 };
 use test_kit::tokens;
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, spawn_app, spawn_app_without_inventory_consumer};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -220,4 +220,104 @@ async fn a_poison_message_is_dead_lettered_and_the_consumer_goes_on() {
             .is_some_and(|e| e.contains("does not decode"))
     );
     assert_eq!(letter.payload, poison.payload);
+}
+
+/// `StockReserved` (shop.inventory) and `PaymentSucceeded` (shop.payments) travel on
+/// different topics, so the payment can be handled first: the order is confirmed as in
+/// the normal order, and the reservation arriving afterwards changes nothing.
+#[tokio::test]
+async fn a_payment_that_overtakes_the_reservation_confirms_the_order_and_the_late_reservation_changes_nothing()
+ {
+    let (app, _inventory, product) = spawn_app_without_inventory_consumer().await;
+    let (_, token) = tokens::customer();
+    let response = app.place_order(&token, &[(product.to_string(), 2)]).await;
+    response.assert_status(202);
+    let order: Order = response.json();
+
+    let payment = app.publish(&paid(&order)).await;
+    app.wait_until_processed(payment).await;
+    let paid_order = order_status(&app, &token, &order).await;
+    let reservation = app
+        .publish(&StockReserved {
+            order_id: order.id,
+            user_id: order.user_id,
+            total_cents: order.total_cents,
+        })
+        .await;
+    app.wait_until_processed(reservation).await;
+
+    let order = order_status(&app, &token, &order).await;
+    assert_eq!(paid_order.status, OrderStatus::Confirmed);
+    assert_eq!(order.status, OrderStatus::Confirmed);
+    assert_eq!(order.status_reason, None);
+    assert_eq!(order.updated_at, paid_order.updated_at);
+    assert_eq!(app.outbox_count(OrderConfirmed::TYPE).await, 1);
+    assert_eq!(app.outbox_count(OrderCancelled::TYPE).await, 0);
+}
+
+/// Cancels `order` as its customer and checks the answer.
+async fn cancel(app: &TestApp, token: &str, order: &Order) {
+    app.api
+        .post(&format!("/api/v1/orders/{}/cancel", order.id))
+        .bearer(token)
+        .send()
+        .await
+        .assert_status(200);
+}
+
+/// payment-service answers a `StockReserved` for an order whose cancellation it handled
+/// first with `PaymentFailed { reason: "order_cancelled" }`: the order must stay cancelled,
+/// with the customer's reason, and not be cancelled a second time.
+#[tokio::test]
+async fn a_payment_failed_as_order_cancelled_leaves_a_cancelled_order_cancelled_with_its_reason() {
+    let app = spawn_app().await;
+    let (_, token) = tokens::customer();
+    let order = app.placed_order(&token).await;
+    cancel(&app, &token, &order).await;
+
+    let event = app
+        .publish(&PaymentFailed {
+            order_id: order.id,
+            user_id: order.user_id,
+            reason: "order_cancelled".to_owned(),
+        })
+        .await;
+    app.wait_until_processed(event).await;
+
+    let order = order_status(&app, &token, &order).await;
+    assert_eq!(order.status, OrderStatus::Cancelled);
+    assert_eq!(
+        order.status_reason.as_deref(),
+        Some("cancelled_by_customer")
+    );
+    assert_eq!(app.outbox_count(OrderCancelled::TYPE).await, 1);
+}
+
+/// inventory-service answers an `OrderPlaced` handled after its order's cancellation with
+/// `StockRejected { reason: "order_cancelled" }`: the order must stay cancelled, with the
+/// customer's reason.
+#[tokio::test]
+async fn a_stock_rejected_as_order_cancelled_leaves_a_cancelled_order_cancelled_with_its_reason() {
+    let app = spawn_app().await;
+    let (_, token) = tokens::customer();
+    let order = app.placed_order(&token).await;
+    cancel(&app, &token, &order).await;
+
+    let event = app
+        .publish(&StockRejected {
+            order_id: order.id,
+            user_id: order.user_id,
+            reason: "order_cancelled".to_owned(),
+            product_ids: vec![],
+        })
+        .await;
+    app.wait_until_processed(event).await;
+
+    let order = order_status(&app, &token, &order).await;
+    assert_eq!(order.status, OrderStatus::Cancelled);
+    assert_eq!(
+        order.status_reason.as_deref(),
+        Some("cancelled_by_customer")
+    );
+    assert_eq!(app.outbox_count(OrderCancelled::TYPE).await, 1);
 }

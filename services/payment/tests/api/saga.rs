@@ -102,6 +102,33 @@ async fn stock_reserved_for_a_user_without_a_wallet_publishes_payment_failed() {
     assert_eq!(failed.reason, "no_wallet");
 }
 
+/// `UserRegistered` (shop.users) and `StockReserved` (shop.inventory) travel on different
+/// topics, so an order's reservation can be handled before its customer's wallet exists.
+/// The outcome is defined and loses nothing: the charge is declined as `no_wallet` (the
+/// order is rejected, its stock released), nothing is taken, and the wallet then opens
+/// with its whole starting credit.
+#[tokio::test]
+async fn stock_reserved_before_the_wallet_opens_is_declined_and_the_wallet_opens_with_full_credit()
+{
+    let app = spawn_app().await;
+    let (user, order) = (UserId::new(), OrderId::new());
+    handle(&app, &reserved(order, user, 4_000)).await.unwrap();
+
+    handle(&app, &registered(user)).await.unwrap();
+
+    assert_eq!(balance(&app, user).await, Some(INITIAL_CREDIT));
+    assert_eq!(payment_count(&app.pool, order).await, 0);
+    let failed: PaymentFailed = the_only_event(&app, order).await;
+    assert_eq!(
+        failed,
+        PaymentFailed {
+            order_id: order,
+            user_id: user,
+            reason: "no_wallet".to_owned(),
+        }
+    );
+}
+
 #[tokio::test]
 async fn a_repeated_stock_reserved_charges_once_and_publishes_once() {
     let app = spawn_app().await;
