@@ -3,7 +3,8 @@
 # SQLX_OFFLINE=true (no database at compile time).
 #
 # Every service owns its database, but their table names do not overlap (the kit's
-# outbox and inbox tables are the same in every service), so one scratch database with the
+# outbox and inbox tables are the same in every service, and a service that needs a table
+# another service also has names it differently), so one scratch database with the
 # kit's and all four services' migrations applied lets sqlx check every query in one pass. The black-box tests then run each service against its own database.
 #
 # Usage: scripts/sqlx-prepare.sh [--check]   (PG_SERVER_URL defaults to the local server)

@@ -205,7 +205,7 @@ pub async fn insert_cancellation(
     order_id: OrderId,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        r#"INSERT INTO order_cancellations (order_id)
+        r#"INSERT INTO cancelled_orders (order_id)
            VALUES ($1)
            ON CONFLICT (order_id) DO NOTHING"#,
         order_id.as_uuid(),
@@ -219,7 +219,7 @@ pub async fn insert_cancellation(
 #[tracing::instrument(skip_all, fields(order_id = %order_id))]
 pub async fn is_cancelled(conn: &mut PgConnection, order_id: OrderId) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar!(
-        r#"SELECT EXISTS (SELECT 1 FROM order_cancellations WHERE order_id = $1) AS "cancelled!""#,
+        r#"SELECT EXISTS (SELECT 1 FROM cancelled_orders WHERE order_id = $1) AS "cancelled!""#,
         order_id.as_uuid(),
     )
     .fetch_one(conn)

@@ -12,7 +12,7 @@
 //!   `reservations` table remembers what was done for each order, and every step moves only
 //!   the lines still in the state it starts from: a second `OrderPlaced` finds the order
 //!   reserved, a second `OrderConfirmed` finds nothing left to sell, a second
-//!   `OrderCancelled` nothing left to give back. `order_cancellations` remembers every
+//!   `OrderCancelled` nothing left to give back. `cancelled_orders` remembers every
 //!   cancellation, so an `OrderPlaced` handled after its order's `OrderCancelled` reserves
 //!   nothing (next section).
 //!
@@ -28,7 +28,7 @@
 //! finds nothing to give back; units reserved afterwards would be held for an order that no
 //! longer exists, and no later event would release them. Two things prevent that:
 //!
-//! - `OrderCancelled` records the cancellation (`order_cancellations`) whether or not it
+//! - `OrderCancelled` records the cancellation (`cancelled_orders`) whether or not it
 //!   gave anything back, and an `OrderPlaced` for a recorded cancellation reserves nothing
 //!   and answers `StockRejected { reason: "order_cancelled", product_ids: [] }` (empty: no
 //!   product is at fault). order-service leaves a cancelled order as it is on that answer.

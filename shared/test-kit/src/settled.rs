@@ -52,6 +52,7 @@ pub struct SettledCheck {
     database_url: SecretString,
     metrics_url: String,
     expected_dead_letters: Arc<AtomicU64>,
+    skipped: std::sync::atomic::AtomicBool,
 }
 
 impl SettledCheck {
@@ -61,7 +62,14 @@ impl SettledCheck {
             database_url,
             metrics_url: format!("http://127.0.0.1:{port}/metrics"),
             expected_dead_letters: Arc::new(AtomicU64::new(0)),
+            skipped: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// For a test that takes the database or the broker away for good: nothing can
+    /// settle, and that is what the test is about.
+    pub fn skip(&self) {
+        self.skipped.store(true, Ordering::SeqCst);
     }
 
     /// The test makes the application dead-letter `count` messages on purpose.
@@ -113,20 +121,45 @@ impl SettledCheck {
 
 /// The sum of every sample of `name` in a Prometheus text exposition.
 fn sum_of(exposition: &str, name: &str) -> f64 {
+    sum_matching(exposition, name, &[])
+}
+
+/// The sum of the samples of `name` whose labels include every pair of `labels`.
+fn sum_matching(exposition: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     exposition
         .lines()
-        .filter(|line| {
-            line.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let (found, value) = match rest.strip_prefix('{') {
+                Some(rest) => rest.split_once("} ")?,
+                None => ("", rest.strip_prefix(' ')?),
+            };
+            labels
+                .iter()
+                .all(|(k, v)| found.contains(&format!("{k}=\"{v}\"")))
+                .then(|| value.trim().parse::<f64>().ok())?
         })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// The sum of the samples of metric `name` with `labels` on the `/metrics` of the service
+/// at `base_url`.
+pub async fn metric(base_url: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let text = reqwest::get(format!("{base_url}/metrics"))
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .unwrap_or_else(|e| panic!("reading /metrics: {e}"))
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("reading /metrics: {e}"));
+    sum_matching(&text, name, labels)
 }
 
 impl Drop for SettledCheck {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            return; // the test failed already; its own message is the one that matters
+        if std::thread::panicking() || self.skipped.load(Ordering::SeqCst) {
+            // A failed test's own message is the one that matters.
+            return;
         }
         // Dropped inside the test's runtime, which cannot run this: a thread of its own.
         let outcome = std::thread::scope(|scope| {
@@ -159,5 +192,13 @@ mod tests {
                     shop_events_dead_lettered_total_other 7\n";
         assert_eq!(sum_of(text, "shop_events_dead_lettered_total"), 3.0);
         assert_eq!(sum_of("", "shop_events_dead_lettered_total"), 0.0);
+        assert_eq!(
+            sum_matching(
+                text,
+                "shop_events_dead_lettered_total",
+                &[("consumer", "b")]
+            ),
+            1.0
+        );
     }
 }

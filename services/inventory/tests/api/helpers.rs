@@ -16,6 +16,9 @@ use sqlx::{Connection, PgConnection};
 use test_kit::{ApiClient, JwksServer, TestBroker, TestDatabase, TestResponse, tokens};
 
 pub struct TestApp {
+    /// Checked when the test ends: the outbox published, nothing dead-lettered unless the
+    /// test expects it. First, so that it runs before the database and broker go.
+    _settled: test_kit::SettledCheck,
     pub api: ApiClient,
     pub database: TestDatabase,
     /// The Kafka broker the application publishes to and consumes from.
@@ -41,12 +44,20 @@ pub async fn spawn_app() -> TestApp {
     ];
     let settings =
         Settings::from_source(&ConfigSource::from_pairs(values)).expect("valid settings");
-    let app = Application::build(settings)
-        .await
-        .expect("the application starts");
-    let api = ApiClient::new(app.port());
-    tokio::spawn(app.run_until_stopped());
+    let port = test_kit::background_app(move || async move {
+        let app = Application::build(settings)
+            .await
+            .expect("the application starts");
+        let port = app.port();
+        (port, async move {
+            let _ = app.run_until_stopped().await;
+        })
+    })
+    .await;
+    let api = ApiClient::new(port);
+    let settled = test_kit::SettledCheck::new(database.url(), port);
     TestApp {
+        _settled: settled,
         api,
         database,
         broker,

@@ -11,6 +11,11 @@ use wiremock::{
 };
 
 pub struct TestApp {
+    /// Checked when the test ends: the outbox published, nothing dead-lettered unless the
+    /// test expects it. First, so that it runs before the database and broker go.
+    pub settled: test_kit::SettledCheck,
+    /// The same check for the real inventory-service, when there is one.
+    _inventory_settled: Option<test_kit::SettledCheck>,
     pub api: ApiClient,
     /// The real inventory-service, when the test runs against it.
     pub inventory: Option<ApiClient>,
@@ -38,15 +43,23 @@ pub async fn spawn_app() -> TestApp {
         ("KAFKA_BROKERS", broker.bootstrap_servers().to_owned()),
     ]))
     .expect("inventory settings");
-    let inventory = inventory_service::Application::build(inventory_settings)
-        .await
-        .expect("inventory-service starts");
-    let inventory_url = format!("http://127.0.0.1:{}", inventory.port());
-    tokio::spawn(inventory.run_until_stopped());
+    let inventory_port = test_kit::background_app(move || async move {
+        let inventory = inventory_service::Application::build(inventory_settings)
+            .await
+            .expect("inventory-service starts");
+        let port = inventory.port();
+        (port, async move {
+            let _ = inventory.run_until_stopped().await;
+        })
+    })
+    .await;
+    let inventory_url = format!("http://127.0.0.1:{inventory_port}");
+    let inventory_settled = test_kit::SettledCheck::new(inventory_db.url(), inventory_port);
 
     let mut app = spawn_order_service(jwks, broker, &inventory_url, &[]).await;
     app.inventory = Some(ApiClient::with_base_url(inventory_url));
     app._inventory_database = Some(inventory_db);
+    app._inventory_settled = Some(inventory_settled);
     app
 }
 
@@ -111,17 +124,26 @@ async fn spawn_order_service(
     );
     let settings = order_service::Settings::from_source(&ConfigSource::from_pairs(values))
         .expect("order settings");
-    let app = order_service::Application::build(settings)
-        .await
-        .expect("order-service starts");
-    let api = ApiClient::new(app.port());
-    tokio::spawn(app.run_until_stopped());
+    let port = test_kit::background_app(move || async move {
+        let app = order_service::Application::build(settings)
+            .await
+            .expect("order-service starts");
+        let port = app.port();
+        (port, async move {
+            let _ = app.run_until_stopped().await;
+        })
+    })
+    .await;
+    let api = ApiClient::new(port);
+    let settled = test_kit::SettledCheck::new(database.url(), port);
     TestApp {
+        settled,
         api,
         inventory: None,
         broker,
         database,
         _jwks: jwks,
+        _inventory_settled: None,
         _inventory_database: None,
     }
 }

@@ -157,6 +157,20 @@ async fn the_same_event_delivered_twice_is_applied_once() {
         OrderStatus::Confirmed
     );
     assert_eq!(app.outbox_count(OrderConfirmed::TYPE).await, 1);
+    // The inbox recognised the copy: without it the state machine alone would hide it.
+    let duplicates = test_kit::metric(
+        app.api.base_url(),
+        "shop_events_consumed_total",
+        &[
+            ("event_type", PaymentSucceeded::TYPE),
+            ("outcome", "duplicate"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        duplicates, 1.0,
+        "the second delivery counted as a duplicate"
+    );
 }
 
 #[tokio::test]
@@ -194,6 +208,7 @@ async fn a_poison_message_is_dead_lettered_and_the_consumer_goes_on() {
     )
     .expect("encodes");
     poison.payload = br#"{"order_id": 42"#.to_vec();
+    app.settled.expect_dead_letters(1);
 
     bus.publish(&poison).await.expect("published");
     let good = app.publish(&paid(&order)).await;

@@ -36,6 +36,9 @@ pub async fn ledger() -> TestLedger {
 pub const INITIAL_CREDIT: i64 = 25_000;
 
 pub struct TestApp {
+    /// Checked when the test ends: the outbox published, nothing dead-lettered unless the
+    /// test expects it. First, so that it runs before the database and broker go.
+    _settled: test_kit::SettledCheck,
     pub api: ApiClient,
     /// The application's database, for arranging wallets and payments the way the event
     /// consumers do in production.
@@ -70,13 +73,21 @@ pub async fn spawn_app() -> TestApp {
     ]))
     .expect("valid settings");
     let saga = PaymentSaga::new(settings.wallet_initial_credit);
-    let app = Application::build(settings)
-        .await
-        .expect("the application starts");
-    let api = ApiClient::new(app.port());
-    tokio::spawn(app.run_until_stopped());
+    let port = test_kit::background_app(move || async move {
+        let app = Application::build(settings)
+            .await
+            .expect("the application starts");
+        let port = app.port();
+        (port, async move {
+            let _ = app.run_until_stopped().await;
+        })
+    })
+    .await;
+    let api = ApiClient::new(port);
+    let settled = test_kit::SettledCheck::new(database.url(), port);
     let pool = PgPool::connect(&url).await.expect("connected");
     TestApp {
+        _settled: settled,
         api,
         pool,
         saga,

@@ -7,6 +7,9 @@ pub const ADMIN_EMAIL: &str = "admin@example.com";
 pub const ADMIN_PASSWORD: &str = "admin-password";
 
 pub struct TestApp {
+    /// Checked when the test ends: the outbox published, nothing dead-lettered unless the
+    /// test expects it. First, so that it runs before the database and broker go.
+    pub settled: test_kit::SettledCheck,
     pub api: ApiClient,
     pub database: TestDatabase,
     pub broker: TestBroker,
@@ -41,12 +44,20 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
     );
     let settings =
         Settings::from_source(&ConfigSource::from_pairs(values)).expect("valid settings");
-    let app = Application::build(settings)
-        .await
-        .expect("the application starts");
-    let api = ApiClient::new(app.port());
-    tokio::spawn(app.run_until_stopped());
+    let port = test_kit::background_app(move || async move {
+        let app = Application::build(settings)
+            .await
+            .expect("the application starts");
+        let port = app.port();
+        (port, async move {
+            let _ = app.run_until_stopped().await;
+        })
+    })
+    .await;
+    let api = ApiClient::new(port);
+    let settled = test_kit::SettledCheck::new(database.url(), port);
     TestApp {
+        settled,
         api,
         database,
         broker,

@@ -9,7 +9,7 @@
 -- cancelled, an order stays cancelled.
 --
 -- `order_id` belongs to order-service's database, so it is not a foreign key.
-CREATE TABLE order_cancellations (
+CREATE TABLE cancelled_orders (
     order_id     UUID        PRIMARY KEY,
     cancelled_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
