@@ -184,9 +184,10 @@ pub struct StockRejected {
     pub order_id: OrderId,
     /// Its customer.
     pub user_id: UserId,
-    /// `out_of_stock` or `unknown_product`.
+    /// `out_of_stock`, `unknown_product`, or `order_cancelled` (the order's cancellation
+    /// reached inventory first; order-service has the order cancelled already).
     pub reason: String,
-    /// The products that could not be reserved.
+    /// The products that could not be reserved (none for `order_cancelled`).
     pub product_ids: Vec<ProductId>,
 }
 event!(
