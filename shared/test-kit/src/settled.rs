@@ -21,12 +21,24 @@ use std::{
 use secrecy::{ExposeSecret, SecretString};
 
 /// Starts an application on a multi-threaded runtime of its own thread; returns its port.
-/// `start` builds it and returns its port and the future that runs it.
-pub async fn background_app<S, F, R>(start: S) -> u16
+/// `build` makes it (a service's `Application::build(settings)`), `port` reads its port and
+/// `run` runs it until the process ends:
+///
+/// ```ignore
+/// let port = test_kit::background_app(
+///     move || Application::build(settings),
+///     Application::port,
+///     Application::run_until_stopped,
+/// )
+/// .await;
+/// ```
+pub async fn background_app<A, B, BF, P, R, RF>(build: B, port: P, run: R) -> u16
 where
-    S: FnOnce() -> F + Send + 'static,
-    F: Future<Output = (u16, R)>,
-    R: Future<Output = ()>,
+    B: FnOnce() -> BF + Send + 'static,
+    BF: Future<Output = anyhow::Result<A>>,
+    P: FnOnce(&A) -> u16 + Send + 'static,
+    R: FnOnce(A) -> RF + Send + 'static,
+    RF: Future<Output = anyhow::Result<()>>,
 {
     let (port_tx, port_rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
@@ -36,9 +48,13 @@ where
             .build()
             .unwrap_or_else(|e| panic!("the application's runtime: {e}"));
         runtime.block_on(async move {
-            let (port, run) = start().await;
-            let _ = port_tx.send(port);
-            run.await;
+            let app = build()
+                .await
+                .unwrap_or_else(|e| panic!("the application starts: {e:#}"));
+            let _ = port_tx.send(port(&app));
+            if let Err(error) = run(app).await {
+                tracing::warn!(error = format!("{error:#}"), "the application stopped");
+            }
         });
     });
     port_rx

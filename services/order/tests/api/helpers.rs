@@ -43,15 +43,11 @@ pub async fn spawn_app() -> TestApp {
         ("KAFKA_BROKERS", broker.bootstrap_servers().to_owned()),
     ]))
     .expect("inventory settings");
-    let inventory_port = test_kit::background_app(move || async move {
-        let inventory = inventory_service::Application::build(inventory_settings)
-            .await
-            .expect("inventory-service starts");
-        let port = inventory.port();
-        (port, async move {
-            let _ = inventory.run_until_stopped().await;
-        })
-    })
+    let inventory_port = test_kit::background_app(
+        move || inventory_service::Application::build(inventory_settings),
+        inventory_service::Application::port,
+        inventory_service::Application::run_until_stopped,
+    )
     .await;
     let inventory_url = format!("http://127.0.0.1:{inventory_port}");
     let inventory_settled = test_kit::SettledCheck::new(inventory_db.url(), inventory_port);
@@ -124,15 +120,11 @@ async fn spawn_order_service(
     );
     let settings = order_service::Settings::from_source(&ConfigSource::from_pairs(values))
         .expect("order settings");
-    let port = test_kit::background_app(move || async move {
-        let app = order_service::Application::build(settings)
-            .await
-            .expect("order-service starts");
-        let port = app.port();
-        (port, async move {
-            let _ = app.run_until_stopped().await;
-        })
-    })
+    let port = test_kit::background_app(
+        move || order_service::Application::build(settings),
+        order_service::Application::port,
+        order_service::Application::run_until_stopped,
+    )
     .await;
     let api = ApiClient::new(port);
     let settled = test_kit::SettledCheck::new(database.url(), port);

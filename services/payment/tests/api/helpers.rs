@@ -73,15 +73,11 @@ pub async fn spawn_app() -> TestApp {
     ]))
     .expect("valid settings");
     let saga = PaymentSaga::new(settings.wallet_initial_credit);
-    let port = test_kit::background_app(move || async move {
-        let app = Application::build(settings)
-            .await
-            .expect("the application starts");
-        let port = app.port();
-        (port, async move {
-            let _ = app.run_until_stopped().await;
-        })
-    })
+    let port = test_kit::background_app(
+        move || Application::build(settings),
+        Application::port,
+        Application::run_until_stopped,
+    )
     .await;
     let api = ApiClient::new(port);
     let settled = test_kit::SettledCheck::new(database.url(), port);

@@ -44,15 +44,11 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
     );
     let settings =
         Settings::from_source(&ConfigSource::from_pairs(values)).expect("valid settings");
-    let port = test_kit::background_app(move || async move {
-        let app = Application::build(settings)
-            .await
-            .expect("the application starts");
-        let port = app.port();
-        (port, async move {
-            let _ = app.run_until_stopped().await;
-        })
-    })
+    let port = test_kit::background_app(
+        move || Application::build(settings),
+        Application::port,
+        Application::run_until_stopped,
+    )
     .await;
     let api = ApiClient::new(port);
     let settled = test_kit::SettledCheck::new(database.url(), port);

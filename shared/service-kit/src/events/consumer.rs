@@ -302,7 +302,7 @@ impl<H: EventHandler> Consumer<H> {
                     .observe(started.elapsed().as_secs_f64());
             }
             let error = match attempt {
-                Ok(applied) => break Some(applied),
+                Ok(applied) => break Ok(Some(applied)),
                 Err(error) => error,
             };
             let wait = match self.judge(error).await {
@@ -324,15 +324,7 @@ impl<H: EventHandler> Consumer<H> {
                         error = format!("{error:#}"),
                         "event rejected by the handler"
                     );
-                    self.dead_letter(
-                        receiver,
-                        delivery,
-                        &event.event_type,
-                        &format!("{error:#}"),
-                        shutdown,
-                    )
-                    .await;
-                    break None;
+                    break Err(error);
                 }
                 Verdict::Message(error) => {
                     failures += 1;
@@ -342,15 +334,7 @@ impl<H: EventHandler> Consumer<H> {
                             attempts = failures,
                             "event failed on every attempt while the database answered"
                         );
-                        self.dead_letter(
-                            receiver,
-                            delivery,
-                            &event.event_type,
-                            &format!("{error:#}"),
-                            shutdown,
-                        )
-                        .await;
-                        break None;
+                        break Err(error);
                     }
                     let wait = message_backoff.next();
                     tracing::warn!(
@@ -364,7 +348,7 @@ impl<H: EventHandler> Consumer<H> {
             };
             // Not acknowledged: on shutdown the broker redelivers it later.
             if receiver.stay_alive(wait, shutdown).await {
-                break None;
+                break Ok(None);
             }
         };
         if let Some(since) = paused_since {
@@ -374,7 +358,15 @@ impl<H: EventHandler> Consumer<H> {
                 "consumer resumed"
             );
         }
-        result
+        match result {
+            Ok(applied) => applied,
+            Err(error) => {
+                let reason = format!("{error:#}");
+                self.dead_letter(receiver, delivery, &event.event_type, &reason, shutdown)
+                    .await;
+                None
+            }
+        }
     }
 
     /// Decides whose fault a failed attempt was.
