@@ -785,9 +785,17 @@ async fn a_permanent_failure_is_dead_lettered_with_its_headers_and_later_events_
     let shutdown = CancellationToken::new();
     let registry = fixture.consumer(handler, &shutdown).await;
 
-    test_kit::eventually(DEADLINE, "the later events applied", || async {
-        (fixture.applied().await.len() == 3).then_some(())
-    })
+    // Kafka may hand the later events over first (they sit on other partitions): wait for
+    // both outcomes.
+    test_kit::eventually(
+        DEADLINE,
+        "the later events applied, the bad one dead-lettered",
+        || async {
+            (fixture.applied().await.len() == 3
+                && metric(&registry, "shop_events_dead_lettered_total", &[]) == 1.0)
+                .then_some(())
+        },
+    )
     .await;
     shutdown.cancel();
     assert_eq!(
@@ -849,13 +857,17 @@ async fn a_handler_error_that_persists_while_the_database_answers_is_dead_letter
     let shutdown = CancellationToken::new();
     let registry = fixture.consumer(handler, &shutdown).await;
 
-    test_kit::eventually(DEADLINE, "the later event applied", || async {
-        fixture
-            .applied()
-            .await
-            .contains_key(&event_id(&later))
-            .then_some(())
-    })
+    // Kafka may hand the later event over first (it sits on another partition): wait for
+    // both outcomes.
+    test_kit::eventually(
+        DEADLINE,
+        "the later event applied, the bad one dead-lettered",
+        || async {
+            (fixture.applied().await.contains_key(&event_id(&later))
+                && metric(&registry, "shop_events_dead_lettered_total", &[]) == 1.0)
+                .then_some(())
+        },
+    )
     .await;
     shutdown.cancel();
     assert_eq!(
