@@ -30,7 +30,7 @@ pub use database::TestDatabase;
 pub use jwks::JwksServer;
 pub use proxy::ChaosProxy;
 pub use rabbitmq::Vhost;
-pub use settled::{SettledCheck, background_app, metric};
+pub use settled::{BackgroundApp, SettledCheck, background_app, metric};
 
 use std::sync::Once;
 

@@ -25,14 +25,15 @@ use secrecy::{ExposeSecret, SecretString};
 /// `run` runs it until the process ends:
 ///
 /// ```ignore
-/// let port = test_kit::background_app(
+/// let app = test_kit::background_app(
 ///     move || Application::build(settings),
 ///     Application::port,
 ///     Application::run_until_stopped,
 /// )
 /// .await;
+/// let port = app.port();
 /// ```
-pub async fn background_app<A, B, BF, P, R, RF>(build: B, port: P, run: R) -> u16
+pub async fn background_app<A, B, BF, P, R, RF>(build: B, port: P, run: R) -> BackgroundApp
 where
     B: FnOnce() -> BF + Send + 'static,
     BF: Future<Output = anyhow::Result<A>>,
@@ -41,6 +42,8 @@ where
     RF: Future<Output = anyhow::Result<()>>,
 {
     let (port_tx, port_rx) = tokio::sync::oneshot::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -52,14 +55,51 @@ where
                 .await
                 .unwrap_or_else(|e| panic!("the application starts: {e:#}"));
             let _ = port_tx.send(port(&app));
-            if let Err(error) = run(app).await {
-                tracing::warn!(error = format!("{error:#}"), "the application stopped");
+            tokio::select! {
+                result = run(app) => if let Err(error) = result {
+                    tracing::warn!(error = format!("{error:#}"), "the application stopped");
+                },
+                _ = stop_rx => {}
             }
         });
+        // Every task of the application (its consumer, relay and broker clients) is
+        // dropped here, before the test's broker and database go and before the process
+        // exits: a broker client still running at exit can abort the process.
+        runtime.shutdown_timeout(Duration::from_secs(5));
+        let _ = done_tx.send(());
     });
-    port_rx
+    let port = port_rx
         .await
-        .unwrap_or_else(|_| panic!("the application did not start (see its panic above)"))
+        .unwrap_or_else(|_| panic!("the application did not start (see its panic above)"));
+    BackgroundApp {
+        port,
+        stop: Some(stop_tx),
+        done: done_rx,
+    }
+}
+
+/// An application started by [`background_app`]; dropping it stops the application and
+/// waits (a few seconds at most) until its tasks are gone. Keep it in the test application
+/// after its [`SettledCheck`] and before its broker and database.
+pub struct BackgroundApp {
+    port: u16,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: std::sync::mpsc::Receiver<()>,
+}
+
+impl BackgroundApp {
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Drop for BackgroundApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+            let _ = self.done.recv_timeout(Duration::from_secs(10));
+        }
+    }
 }
 
 /// The end-of-test check of one application. Keep it as the first field of the test

@@ -19,6 +19,8 @@ pub struct TestApp {
     /// Checked when the test ends: the outbox published, nothing dead-lettered unless the
     /// test expects it. First, so that it runs before the database and broker go.
     _settled: test_kit::SettledCheck,
+    /// The application, stopped when the test ends, before the broker and the database.
+    _running: test_kit::BackgroundApp,
     pub api: ApiClient,
     pub database: TestDatabase,
     /// The Kafka broker the application publishes to and consumes from.
@@ -44,16 +46,18 @@ pub async fn spawn_app() -> TestApp {
     ];
     let settings =
         Settings::from_source(&ConfigSource::from_pairs(values)).expect("valid settings");
-    let port = test_kit::background_app(
+    let running = test_kit::background_app(
         move || Application::build(settings),
         Application::port,
         Application::run_until_stopped,
     )
     .await;
+    let port = running.port();
     let api = ApiClient::new(port);
     let settled = test_kit::SettledCheck::new(database.url(), port);
     TestApp {
         _settled: settled,
+        _running: running,
         api,
         database,
         broker,

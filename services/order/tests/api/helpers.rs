@@ -16,6 +16,9 @@ pub struct TestApp {
     pub settled: test_kit::SettledCheck,
     /// The same check for the real inventory-service, when there is one.
     _inventory_settled: Option<test_kit::SettledCheck>,
+    /// The applications, stopped when the test ends, before the broker and the databases.
+    _running: test_kit::BackgroundApp,
+    _inventory_running: Option<test_kit::BackgroundApp>,
     pub api: ApiClient,
     /// The real inventory-service, when the test runs against it.
     pub inventory: Option<ApiClient>,
@@ -43,12 +46,13 @@ pub async fn spawn_app() -> TestApp {
         ("KAFKA_BROKERS", broker.bootstrap_servers().to_owned()),
     ]))
     .expect("inventory settings");
-    let inventory_port = test_kit::background_app(
+    let inventory_running = test_kit::background_app(
         move || inventory_service::Application::build(inventory_settings),
         inventory_service::Application::port,
         inventory_service::Application::run_until_stopped,
     )
     .await;
+    let inventory_port = inventory_running.port();
     let inventory_url = format!("http://127.0.0.1:{inventory_port}");
     let inventory_settled = test_kit::SettledCheck::new(inventory_db.url(), inventory_port);
 
@@ -56,6 +60,7 @@ pub async fn spawn_app() -> TestApp {
     app.inventory = Some(ApiClient::with_base_url(inventory_url));
     app._inventory_database = Some(inventory_db);
     app._inventory_settled = Some(inventory_settled);
+    app._inventory_running = Some(inventory_running);
     app
 }
 
@@ -120,22 +125,25 @@ async fn spawn_order_service(
     );
     let settings = order_service::Settings::from_source(&ConfigSource::from_pairs(values))
         .expect("order settings");
-    let port = test_kit::background_app(
+    let running = test_kit::background_app(
         move || order_service::Application::build(settings),
         order_service::Application::port,
         order_service::Application::run_until_stopped,
     )
     .await;
+    let port = running.port();
     let api = ApiClient::new(port);
     let settled = test_kit::SettledCheck::new(database.url(), port);
     TestApp {
         settled,
+        _running: running,
         api,
         inventory: None,
         broker,
         database,
         _jwks: jwks,
         _inventory_settled: None,
+        _inventory_running: None,
         _inventory_database: None,
     }
 }

@@ -39,6 +39,8 @@ pub struct TestApp {
     /// Checked when the test ends: the outbox published, nothing dead-lettered unless the
     /// test expects it. First, so that it runs before the database and broker go.
     _settled: test_kit::SettledCheck,
+    /// The application, stopped when the test ends, before the broker and the database.
+    _running: test_kit::BackgroundApp,
     pub api: ApiClient,
     /// The application's database, for arranging wallets and payments the way the event
     /// consumers do in production.
@@ -73,17 +75,19 @@ pub async fn spawn_app() -> TestApp {
     ]))
     .expect("valid settings");
     let saga = PaymentSaga::new(settings.wallet_initial_credit);
-    let port = test_kit::background_app(
+    let running = test_kit::background_app(
         move || Application::build(settings),
         Application::port,
         Application::run_until_stopped,
     )
     .await;
+    let port = running.port();
     let api = ApiClient::new(port);
     let settled = test_kit::SettledCheck::new(database.url(), port);
     let pool = PgPool::connect(&url).await.expect("connected");
     TestApp {
         _settled: settled,
+        _running: running,
         api,
         pool,
         saga,
