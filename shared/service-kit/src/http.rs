@@ -13,7 +13,9 @@ use actix_web_prom::PrometheusMetricsBuilder;
 use anyhow::Context;
 use tracing_actix_web::TracingLogger;
 use utoipa::openapi::{
-    InfoBuilder, OpenApi, OpenApiBuilder,
+    ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Ref, ResponseBuilder,
+    header::HeaderBuilder,
+    schema::{ObjectBuilder, Type},
     security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 use utoipa_actix_web::{AppExt, service_config::ServiceConfig};
@@ -54,7 +56,49 @@ pub fn openapi(info: &ApiInfo, routes: Routes) -> OpenApi {
         .configure(kit_routes)
         .configure(routes)
         .split_for_parts();
+    let mut document = document;
+    document_rate_limit(&mut document);
     document
+}
+
+/// The rate limiter ([`crate::rate_limit`]) may answer 429 on every route it covers, so
+/// every such operation documents it; written once here rather than on every handler.
+fn document_rate_limit(document: &mut OpenApi) {
+    let retry_after = HeaderBuilder::new()
+        .schema(Some(
+            ObjectBuilder::new().schema_type(Type::Integer).build(),
+        ))
+        .description(Some("Seconds to wait before the next request"))
+        .build();
+    let too_many = ResponseBuilder::new()
+        .description("Too many requests from this caller (see `Retry-After`)")
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .header("Retry-After", retry_after)
+        .build();
+    for (path, item) in document.paths.paths.iter_mut() {
+        if crate::rate_limit::is_exempt(path) {
+            continue;
+        }
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            operation
+                .responses
+                .responses
+                .entry("429".to_owned())
+                .or_insert_with(|| too_many.clone().into());
+        }
+    }
 }
 
 fn base_document(info: &ApiInfo) -> OpenApi {

@@ -144,6 +144,6 @@ async fn client_key(request: &ServiceRequest, trust_forwarded_for: bool) -> Stri
 }
 
 /// Probes and scrapes come from the platform and must never be throttled.
-fn is_exempt(path: &str) -> bool {
+pub(crate) fn is_exempt(path: &str) -> bool {
     path.starts_with("/health/") || path == "/metrics"
 }
