@@ -589,25 +589,7 @@ impl Stack {
     /// The sum of the samples of metric `name` on `service`'s `/metrics` whose labels
     /// include every pair of `labels`.
     pub async fn metric(&self, service: Service, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let text = reqwest::get(format!("{}/metrics", self.api(service).base_url()))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics text");
-        text.lines()
-            .filter_map(|line| {
-                let rest = line.strip_prefix(name)?;
-                let (labels_part, value) = match rest.strip_prefix('{') {
-                    Some(rest) => rest.split_once("} ")?,
-                    None => ("", rest.strip_prefix(' ')?),
-                };
-                labels
-                    .iter()
-                    .all(|(k, v)| labels_part.contains(&format!("{k}=\"{v}\"")))
-                    .then(|| value.trim().parse::<f64>().ok())?
-            })
-            .sum()
+        test_kit::metric(self.api(service).base_url(), name, labels).await
     }
 
     /// Connects to a service's database, for assertions about its inbox and outbox.

@@ -404,6 +404,23 @@ impl KafkaReceiver {
                 .is_some()
         })
     }
+
+    /// Commits the offset after `position`: everything up to it is done.
+    pub async fn commit(&mut self, position: &Position) -> Result<(), BusError> {
+        let mut offsets = TopicPartitionList::new();
+        offsets
+            .add_partition_offset(
+                &position.topic,
+                position.partition,
+                Offset::Offset(position.offset + 1),
+            )
+            .map_err(|e| BusError::Other(e.to_string()))?;
+        let consumer = Arc::clone(&self.consumer);
+        tokio::task::spawn_blocking(move || consumer.commit(&offsets, CommitMode::Sync))
+            .await
+            .map_err(|e| BusError::Other(e.to_string()))?
+            .map_err(|e| BusError::Unavailable(e.to_string()))
+    }
 }
 
 fn convert(received: &rdkafka::message::BorrowedMessage<'_>) -> (Message, Position) {
@@ -434,23 +451,4 @@ fn convert(received: &rdkafka::message::BorrowedMessage<'_>) -> (Message, Positi
         offset: received.offset(),
     };
     (message, position)
-}
-
-impl KafkaReceiver {
-    /// Commits the offset after `position`: everything up to it is done.
-    pub async fn commit(&mut self, position: &Position) -> Result<(), BusError> {
-        let mut offsets = TopicPartitionList::new();
-        offsets
-            .add_partition_offset(
-                &position.topic,
-                position.partition,
-                Offset::Offset(position.offset + 1),
-            )
-            .map_err(|e| BusError::Other(e.to_string()))?;
-        let consumer = Arc::clone(&self.consumer);
-        tokio::task::spawn_blocking(move || consumer.commit(&offsets, CommitMode::Sync))
-            .await
-            .map_err(|e| BusError::Other(e.to_string()))?
-            .map_err(|e| BusError::Unavailable(e.to_string()))
-    }
 }
