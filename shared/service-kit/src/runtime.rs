@@ -5,8 +5,8 @@
 //! ServiceRuntime::start   bind the listener (port 0 in tests), connect and migrate the
 //!                         database, connect the event bus, start the outbox relay
 //!   .consume(handler)     start the service's event consumer (if it consumes)
-//!   .serve(..)            start the HTTP server: routes, auth, health (database and
-//!                         broker), metrics (HTTP and outbox), API docs
+//!   .serve(..)            start the HTTP server: routes, auth, health (readiness by the
+//!                         database, the broker reported), metrics, API docs
 //! RunningService::run_until_stopped
 //!                         until SIGTERM/SIGINT, then stop HTTP gracefully and then the
 //!                         background tasks
@@ -97,11 +97,14 @@ impl ServiceRuntime {
         D: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
     {
         let port = self.listener.local_addr()?.port();
+        let mut tasks = self.tasks;
+        let readiness = Readiness::new()
+            .with(DatabaseCheck(self.pool.clone()))
+            .with(BrokerCheck(self.bus));
+        readiness.watch(&mut tasks, &self.metrics)?;
         let deps = HttpDeps {
             authenticator: web::Data::new(authenticator),
-            readiness: Readiness::new()
-                .with(DatabaseCheck(self.pool.clone()))
-                .with(BrokerCheck(self.bus)),
+            readiness,
             metrics: self.metrics,
         };
         let pool = web::Data::new(self.pool);
@@ -120,7 +123,7 @@ impl ServiceRuntime {
         Ok(RunningService {
             port,
             server,
-            tasks: self.tasks,
+            tasks,
         })
     }
 }
