@@ -5,7 +5,7 @@ PG_SERVER_URL ?= postgres://postgres@127.0.0.1:5432
 export TEST_DATABASE_URL ?= $(PG_SERVER_URL)/postgres
 SERVICES := user-service order-service payment-service inventory-service
 
-.PHONY: compose-check image-build-check compose-up compose-up-rabbitmq k8s-validate run demo help test lint fmt fmt-check clippy deny openapi contract sqlx-prepare smoke fuzz bench build dev-broker replay-dead-letters clean
+.PHONY: compose-check image-build-check compose-up compose-up-rabbitmq k8s-validate run demo help test lint fmt fmt-check clippy deny openapi contract sqlx-prepare smoke fuzz bench build dev-broker replay-dead-letters browser-test clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -85,6 +85,9 @@ fuzz: ## Fuzz the four APIs from their OpenAPI documents (against make run)
 
 smoke: build ## Start the four services by hand, walk the main REST flow, fuzz the APIs
 	PG_SERVER_URL=$(PG_SERVER_URL) scripts/smoke.sh
+
+browser-test: build ## The storefront in Chromium (playwright-core) against a local stack; needs apt chromium
+	PG_SERVER_URL=$(PG_SERVER_URL) web/tests/run.sh
 
 clean:
 	cargo clean

@@ -23,7 +23,7 @@ DATABASE_URL to a server where user may create databases, then run 'make run' ag
 MSG
   exit 1
 fi
-for port in 8081 8082 8083 8084; do
+for port in 8080 8081 8082 8083 8084; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "Port $port is in use: another copy of the services may be running. Stop it first." >&2
     exit 1
@@ -96,10 +96,16 @@ fi
 
 DATABASE_URL="$server/inventory" LOG_FORMAT=pretty RUST_LOG=warn "$bin/inventory-service" seed-demo
 
+# The storefront and the API on one origin, as the compose gateway serves them
+# (web/serve.py, standard library only; docs/storefront.md).
+run web 37 python3 web/serve.py --listen 127.0.0.1:8080
+for _ in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null && break; sleep 0.1; done
+
 cat <<MSG
 
   All four services are ready. Demo catalog loaded.
 
+  Storefront     http://127.0.0.1:8080/   (open this: the shop, and each order's saga live)
   APIs           user http://127.0.0.1:8081   order http://127.0.0.1:8082
                  payment http://127.0.0.1:8083   inventory http://127.0.0.1:8084
   Swagger UI     http://127.0.0.1:8081/swagger-ui/ (and 8082, 8083, 8084)

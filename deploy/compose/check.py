@@ -18,6 +18,8 @@ It asserts the rules the stack is built on, so that an edit cannot quietly break
    (deploy/compose/prometheus/prometheus.yml) name services and ports that exist, every
    application service is scraped, and the gateway waits for each service it routes to.
 5. The Dockerfile's shared dependency layer is cooked for every service compose builds.
+6. The gateway serves the storefront: the folder nginx.conf's `root` names is a read-only
+   bind mount of the repository's web/public/, which has an index.html.
 
 It reads the stack as compose resolves it (`docker compose config --format json`: anchors,
 defaults and profiles applied), and falls back to reading the YAML with PyYAML when no
@@ -38,6 +40,7 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 NGINX_CONF = ROOT / "deploy/compose/gateway/nginx.conf"
 PROMETHEUS_CONF = ROOT / "deploy/compose/prometheus/prometheus.yml"
 DOCKERFILE = ROOT / "Dockerfile"
+STOREFRONT = ROOT / "web/public"
 GATEWAY = "gateway"
 
 
@@ -127,6 +130,20 @@ def listen_port(service):
     return addr.rsplit(":", 1)[-1] if ":" in addr else None
 
 
+def bind_mounts(service):
+    """{target: (source, read_only)} of a service's bind mounts, long or short syntax."""
+    mounts = {}
+    for volume in service.get("volumes") or []:
+        if isinstance(volume, dict):
+            if volume.get("type") == "bind":
+                mounts[volume["target"]] = (volume["source"], bool(volume.get("read_only")))
+        else:  # short syntax, "source:target[:mode]"
+            parts = str(volume).split(":")
+            if len(parts) >= 2 and parts[0].startswith((".", "/")):
+                mounts[parts[1]] = (parts[0], len(parts) > 2 and "ro" in parts[2].split(","))
+    return mounts
+
+
 def check(stack):
     services = stack["services"]
     problems = []
@@ -205,6 +222,23 @@ def check(stack):
         elif package and package not in cooked:
             problems.append(f"{name}: SERVICE={package} is missing from the Dockerfile's "
                             f"`cargo chef cook -p ...` list")
+
+    # 6. The storefront is what the gateway serves at /.
+    roots = set(re.findall(r"^\s*root\s+([^;\s]+);", NGINX_CONF.read_text(), re.M))
+    mounts = bind_mounts(services.get(GATEWAY) or {})
+    if len(roots) != 1:
+        problems.append(f"{NGINX_CONF.relative_to(ROOT)}: expected one `root` (the storefront), "
+                        f"found {sorted(roots) or 'none'}")
+    for root in sorted(roots):
+        source, read_only = mounts.get(root, (None, False))
+        if source is None:
+            problems.append(f"{GATEWAY}: nothing is mounted at {root}, which nginx.conf serves")
+        elif (COMPOSE_FILE.parent / source).resolve() != STOREFRONT:
+            problems.append(f"{GATEWAY}: {root} is mounted from {source}, not web/public")
+        elif not read_only:
+            problems.append(f"{GATEWAY}: the storefront at {root} is not mounted read-only")
+    if not (STOREFRONT / "index.html").is_file():
+        problems.append("web/public/index.html is missing")
     return problems
 
 

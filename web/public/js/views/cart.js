@@ -1,0 +1,141 @@
+// The cart and "Place order" (POST /api/v1/orders with the cart's Idempotency-Key).
+//
+// Nothing stops an order for more than the stock or the wallet: the page says what will
+// happen, and the saga does it, which is the point of the demo.
+
+import { ApiError, api, session } from '../api.js';
+import { cart } from '../cart.js';
+import { h, messageArea, money, replace } from '../dom.js';
+import { productsById } from '../products.js';
+import { walletBalance, walletText } from '../wallet.js';
+
+const RETRIES = [500, 1500];
+
+/** Sends the placement, again with the same key when no answer came (or a 503). */
+async function placeOrder(body, key) {
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      return await api('POST', '/api/v1/orders', { body, headers: { 'Idempotency-Key': key } });
+    } catch (error) {
+      const retryable = !(error instanceof ApiError) || error.status === 503;
+      if (!retryable || attempt >= RETRIES.length) throw error;
+      await new Promise((resolve) => setTimeout(resolve, RETRIES[attempt]));
+    }
+  }
+}
+
+export function cartView(main, { signal, navigate }) {
+  const message = messageArea();
+  const content = h('div', {});
+  main.append(h('h1', { tabindex: '-1' }, 'Cart'), message.element, content);
+  let products = new Map();
+  let balance;
+
+  const render = () => {
+    // The table is rebuilt on each change; keep the keyboard focus where it was.
+    const focused = content.contains(document.activeElement) ? document.activeElement.getAttribute('aria-label') : null;
+    draw();
+    if (focused) content.querySelector(`[aria-label="${CSS.escape(focused)}"]`)?.focus();
+  };
+
+  const draw = () => {
+    if (cart.lines.length === 0) {
+      replace(content, h('p', {}, 'Your cart is empty. ', h('a', { href: '#/' }, 'Browse the catalog'), '.'));
+      return;
+    }
+    const rows = cart.lines.map((line) => {
+      const product = products.get(line.product_id);
+      const price = product?.price_cents ?? line.price_cents;
+      const quantity = h('input', {
+        type: 'number',
+        min: '1',
+        step: '1',
+        inputmode: 'numeric',
+        value: String(line.quantity),
+        'aria-label': `Quantity of ${line.name}`,
+        onchange: (event) => {
+          const value = Number.parseInt(event.target.value, 10);
+          if (Number.isInteger(value) && value > 0) cart.setQuantity(line.product_id, value);
+          render();
+        },
+      });
+      const warning =
+        product && line.quantity > product.available
+          ? h('p', { class: 'warning' }, `Only ${product.available} in stock: inventory-service will reject this order (out_of_stock).`)
+          : null;
+      return h(
+        'tr',
+        {},
+        h('th', { scope: 'row' }, line.name, warning),
+        h('td', { class: 'number' }, money(price)),
+        h('td', {}, quantity),
+        h('td', { class: 'number' }, money(price * line.quantity)),
+        h('td', {}, h('button', { type: 'button', class: 'link', 'aria-label': `Remove ${line.name}`, onclick: () => { cart.remove(line.product_id); render(); } }, 'Remove')),
+      );
+    });
+    const total = cart.lines.reduce(
+      (sum, line) => sum + (products.get(line.product_id)?.price_cents ?? line.price_cents) * line.quantity,
+      0,
+    );
+    const funds =
+      typeof balance === 'number' && total > balance
+        ? h('p', { class: 'warning' }, `More than your wallet holds: payment-service will reject this order (insufficient_funds).`)
+        : null;
+    const button = h('button', { type: 'button', class: 'primary', onclick: () => submit(button) }, 'Place order');
+    replace(
+      content,
+      h(
+        'table',
+        { class: 'cart' },
+        h('caption', { class: 'visually-hidden' }, 'Cart lines'),
+        h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Product'), h('th', { scope: 'col' }, 'Price'), h('th', { scope: 'col' }, 'Quantity'), h('th', { scope: 'col' }, 'Subtotal'), h('td', {}))),
+        h('tbody', {}, rows),
+        h('tfoot', {}, h('tr', {}, h('th', { scope: 'row', colspan: '3' }, 'Total'), h('td', { class: 'number' }, money(total)), h('td', {}))),
+      ),
+      session.token
+        ? h('p', { class: 'wallet' }, balance === undefined ? '' : walletText(balance))
+        : h('p', {}, h('a', { href: '#/signin?next=%2Fcart' }, 'Sign in'), ' to place your order.'),
+      funds,
+      h('div', { class: 'actions' }, button),
+    );
+  };
+
+  async function submit(button) {
+    if (!session.token) {
+      navigate('/signin?next=%2Fcart');
+      return;
+    }
+    message.clear();
+    button.disabled = true;
+    button.setAttribute('aria-busy', 'true');
+    try {
+      const order = await placeOrder(cart.orderBody(), cart.placementKey);
+      cart.clear();
+      navigate(`/orders/${order.id}`);
+    } catch (error) {
+      message.error(
+        error instanceof ApiError
+          ? `The order was not accepted: ${error.message}`
+          : 'No answer from the shop. Press "Place order" again: the same order is sent, never a second one.',
+      );
+      button.disabled = false;
+      button.removeAttribute('aria-busy');
+    }
+  }
+
+  render();
+  const ids = cart.lines.map((line) => line.product_id);
+  Promise.all([
+    ids.length ? productsById(ids, { fresh: true }) : new Map(),
+    session.token && ids.length ? walletBalance() : undefined,
+  ])
+    .then(([found, wallet]) => {
+      if (signal.aborted) return;
+      products = found;
+      balance = wallet;
+      render();
+    })
+    .catch((error) => {
+      if (!signal.aborted) message.error(`Prices and stock could not be checked: ${error.message}`);
+    });
+}
