@@ -217,17 +217,25 @@ step('cancelling the confirmed order refunds it: compensations in the saga', asy
   assert.match(await stepOf('Payment refunded'), /payment-service.*compensation/s);
   assert.equal(await page.getByRole('button', { name: 'Cancel order' }).count(), 0);
 
-  await page.locator('main').screenshot({ path: `${OUTPUT}saga.png` });
-  if (process.env.SAVE_DOCS_SCREENSHOT === '1') await page.locator('main').screenshot({ path: DOCS_SCREENSHOT });
+  await page.locator('main').screenshot({ path: `${OUTPUT}order.png` });
+  // docs/storefront-saga.png is this view; SAVE_DOCS_SCREENSHOT=1 takes it again.
+  const sagaView = page.getByRole('region', { name: 'The saga' });
+  await sagaView.screenshot({ path: process.env.SAVE_DOCS_SCREENSHOT === '1' ? DOCS_SCREENSHOT : `${OUTPUT}saga.png` });
 });
 
 step('the pages fit a phone screen', async () => {
   await page.setViewportSize({ width: 390, height: 844 });
-  for (const path of ['#/', `#/orders/${orders.confirmed}`, '#/cart']) {
+  const pages = [
+    ['catalog', '#/', () => page.getByRole('article', { name: 'Espresso machine' }).waitFor()],
+    ['order', `#/orders/${orders.confirmed}`, () => stepOf('Payment refunded')],
+    ['cart', '#/cart', () => page.getByText('Your cart is empty.').waitFor()],
+  ];
+  for (const [name, path, loaded] of pages) {
     await page.goto(new URL(path, BASE).href);
-    await page.getByRole('heading', { level: 1 }).waitFor();
+    await loaded();
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(overflow <= 0, `${path} is ${overflow}px wider than a phone screen`);
+    await page.screenshot({ path: `${OUTPUT}phone-${name}.png`, fullPage: true });
   }
   await page.setViewportSize({ width: 1100, height: 900 });
 });
