@@ -2,7 +2,7 @@ use secrecy::ExposeSecret;
 use service_kit::config::ConfigSource;
 use shop_model::{
     ProductId,
-    api::{Order, Product},
+    api::{Order, OrderTimeline, Product},
 };
 use test_kit::{ApiClient, JwksServer, TestBroker, TestDatabase, TestResponse, tokens};
 use wiremock::{
@@ -191,6 +191,39 @@ impl TestApp {
             .await
     }
 
+    pub async fn get_timeline(&self, token: &str, id: impl std::fmt::Display) -> TestResponse {
+        self.api
+            .get(&format!("/api/v1/orders/{id}/timeline"))
+            .bearer(token)
+            .send()
+            .await
+    }
+
+    /// Polls the order's timeline until it has `len` entries (events arriving from the
+    /// real inventory-service are not awaited otherwise) and returns it.
+    pub async fn wait_for_timeline(
+        &self,
+        token: &str,
+        id: impl std::fmt::Display,
+        len: usize,
+    ) -> OrderTimeline {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let response = self.get_timeline(token, &id).await;
+            response.assert_status(200);
+            let timeline: OrderTimeline = response.json();
+            if timeline.items.len() >= len {
+                return timeline;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the timeline of {id} has {} entries after 30 s, not {len}",
+                timeline.items.len()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// Places an order for one unit of a new product and returns it.
     pub async fn placed_order(&self, token: &str) -> Order {
         let product = self.create_product(500, 10).await;
@@ -214,7 +247,17 @@ pub fn order_body(items: &[(String, i64)]) -> serde_json::Value {
 impl TestApp {
     /// Publishes `event` to the broker as another service would; returns its event id.
     pub async fn publish<E: shop_model::events::Event>(&self, event: &E) -> uuid::Uuid {
-        let envelope = shop_model::events::CloudEvent::new("/test", event);
+        self.publish_from("/test", event).await
+    }
+
+    /// Publishes `event` with the CloudEvents `source` `source` (e.g. `/payment-service`);
+    /// returns its event id.
+    pub async fn publish_from<E: shop_model::events::Event>(
+        &self,
+        source: &str,
+        event: &E,
+    ) -> uuid::Uuid {
+        let envelope = shop_model::events::CloudEvent::new(source, event);
         let message =
             service_kit::events::Message::from_event(&envelope, event, None).expect("encodes");
         self.broker

@@ -12,3 +12,4 @@ mod inventory_failures;
 mod orders;
 mod platform;
 mod saga;
+mod timeline;
