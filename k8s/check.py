@@ -14,9 +14,10 @@ Renders the kustomize base, the overlays and the mTLS components with `kubectl k
   enforces it, so a pod that does not would be rejected at deploy time), and every
   ConfigMap a pod uses is part of the rendering;
 - dev: PostgreSQL and Kafka StatefulSets, the seed Job, every Secret generated, the
-  development key identical to config/dev/;
+  development key identical to config/dev/ and allowed (JWT_ALLOW_DEV_KEY=true) in every
+  service;
 - prod: 3 to 10 replicas, PDB minAvailable 2, required anti-affinity, no generated Secret,
-  JSON logs, pinned images, egress to the managed datastores;
+  JSON logs, pinned images, egress to the managed datastores, never JWT_ALLOW_DEV_KEY;
 - components: the mesh annotations or labels on the four services only; their renderings
   also pass `kubernetes-validate --strict` (the overlays' schema validation is the
   render-and-validate loop of .ci/run and the GitHub workflow).
@@ -226,6 +227,21 @@ def secrets_required(pod_spec: dict) -> set[str]:
 def config_value(objs: list[dict], config_map: str, key: str) -> str | None:
     found = find(objs, "ConfigMap", config_map)
     return (found[0].get("data") or {}).get(key) if found else None
+
+
+def dev_key_allowed(objs: list[dict], service: str) -> str | None:
+    """JWT_ALLOW_DEV_KEY of a service's container, from its env or its ConfigMaps."""
+    for deployment in find(objs, "Deployment", service):
+        container = containers(pod_template(deployment)["spec"])[0]
+        for env in container.get("env", []):
+            if env["name"] == "JWT_ALLOW_DEV_KEY":
+                return env.get("value")
+        for source in container.get("envFrom", []):
+            if "configMapRef" in source:
+                value = config_value(objs, source["configMapRef"]["name"], "JWT_ALLOW_DEV_KEY")
+                if value is not None:
+                    return value
+    return None
 
 
 # ----------------------------------------------------------------------------- checks
@@ -481,6 +497,10 @@ def check_dev(objs: list[dict]) -> None:
     copy, original = K8S / "overlays/dev/jwt-signing-key.pem", REPO / "config/dev/jwt-signing-key.pem"
     check(copy.read_bytes() == original.read_bytes(), "dev",
           f"{copy.relative_to(REPO)} differs from {original.relative_to(REPO)}")
+    for service in SERVICES:
+        check(dev_key_allowed(objs, service) == "true", "dev",
+              f"{service}: JWT_ALLOW_DEV_KEY must be true (user-service signs with the "
+              "development key, the others accept it)")
     for deployment in find(objs, "Deployment"):
         image = pod_template(deployment)["spec"]["containers"][0]["image"]
         check(image.endswith(":dev"), "dev", f"{deployment['metadata']['name']} image {image}")
@@ -522,6 +542,9 @@ def check_prod(objs: list[dict]) -> None:
               f"image {image} must be pinned to a tag or digest")
         config = [s["configMapRef"]["name"] for s in spec["containers"][0]["envFrom"]]
         check(config_value(objs, config[0], "LOG_FORMAT") == "json", where, "LOG_FORMAT must be json")
+        check(dev_key_allowed(objs, service) in (None, "false"), where,
+              "JWT_ALLOW_DEV_KEY must not be set: anyone can sign tokens with the public "
+              "development key")
     check(any(
         any("ipBlock" in peer for rule in p["spec"].get("egress", []) for peer in rule.get("to", []))
         for p in find(objs, "NetworkPolicy")

@@ -81,6 +81,9 @@ if [ -z "${KAFKA_BROKERS:-}" ] && [ "${EVENT_BUS:-kafka}" = kafka ]; then
 fi
 
 export LOG_FORMAT="${LOG_FORMAT:-pretty}" RUST_LOG="${RUST_LOG:-info}"
+# A development stack: user-service signs with the public key of config/dev/ and the others
+# accept it. Without this flag user-service refuses to start with no JWT_SIGNING_KEY.
+export JWT_ALLOW_DEV_KEY=true
 run user 32 env DATABASE_URL="$server/users" ADMIN_EMAIL="${ADMIN_EMAIL:-admin@example.com}" \
   ADMIN_PASSWORD="${ADMIN_PASSWORD:-admin-password}" "$bin/user-service"
 run inventory 33 env DATABASE_URL="$server/inventory" "$bin/inventory-service"

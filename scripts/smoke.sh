@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts the dev broker and the four services by hand, as the README describes (only
-# DATABASE_URL per service plus ADMIN_EMAIL/ADMIN_PASSWORD for user-service; everything
-# else at its documented default, KAFKA_BROKERS included), then walks the main flows over
+# DATABASE_URL per service plus ADMIN_EMAIL/ADMIN_PASSWORD for user-service, and
+# JWT_ALLOW_DEV_KEY=true for all; everything else at its documented default, KAFKA_BROKERS
+# included), then walks the main flows over
 # HTTP with scripts/rest_walk.py and fuzzes every API with scripts/fuzz-api.sh (with a
 # fixed seed, so that a run is repeatable).
 #

@@ -46,9 +46,12 @@ stack_start() {
   _stack_service payment DATABASE_URL="$server/${prefix}_payments"
 }
 
+# Every service of the stack runs with JWT_ALLOW_DEV_KEY=true: user-service signs with the
+# public development key of config/dev/ and the others accept it (a test stack, never a
+# deployment).
 _stack_service() {
   local service=$1; shift
-  env "$@" "$bin/$service-service" >"$logs/$service.log" 2>&1 &
+  env JWT_ALLOW_DEV_KEY=true "$@" "$bin/$service-service" >"$logs/$service.log" 2>&1 &
   stack_pids+=($!)
 }
 

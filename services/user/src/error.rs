@@ -15,6 +15,9 @@ pub enum UserError {
     /// Every password-hashing slot stayed busy for the queue timeout.
     #[error("too many sign-ins at once; try again in a moment")]
     Busy,
+    /// A login or sign-up limit (`limits.rs`) was reached.
+    #[error("too many attempts; retry after {retry_after:?}")]
+    TooManyAttempts { retry_after: std::time::Duration },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
@@ -32,6 +35,7 @@ impl From<UserError> for ApiError {
                 detail: error.to_string(),
                 retry_after: std::time::Duration::from_secs(1),
             },
+            UserError::TooManyAttempts { retry_after } => Self::TooManyRequests { retry_after },
             UserError::Database(e) => e.into(),
             UserError::Unexpected(e) => e.into(),
         }

@@ -4,6 +4,7 @@ mod admin;
 mod domain;
 mod error;
 mod keys;
+mod limits;
 mod passwords;
 mod repository;
 mod routes;

@@ -95,26 +95,101 @@ pub async fn find_by_id(conn: &mut PgConnection, id: UserId) -> Result<Option<Us
         .map_err(|e| sqlx::Error::Decode(e.into()))
 }
 
-/// Creates the account as an admin, or promotes the existing account with this e-mail.
-/// Idempotent, and safe when several replicas start at once. Returns the id and whether
-/// the account was created now.
+/// The advisory-lock namespace of [`lock_admin_bootstrap`]: "user". The two-key form keeps
+/// it apart from the one-key lock of the migrator and from the kit's outbox locks ("outb").
+const USER_LOCK_SPACE: i32 = 0x7573_6572;
+
+/// Waits for, then holds until the end of the caller's transaction, the lock under which
+/// start-up ensures the admin account: replicas starting at once take turns, and each sees
+/// what the one before it did.
 #[tracing::instrument(skip_all)]
-pub async fn upsert_admin(
+pub async fn lock_admin_bootstrap(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock($1, hashtext('admin-bootstrap'))",
+        USER_LOCK_SPACE,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Gives an existing account the admin role.
+#[tracing::instrument(skip_all, fields(user_id = %id))]
+pub async fn make_admin(conn: &mut PgConnection, id: UserId) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE users SET role = 'admin' WHERE id = $1",
+        id.as_uuid()
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// One fixed window of a limit, after counting an attempt in it.
+pub struct WindowCount {
+    /// Attempts in the current window, this one included.
+    pub attempts: i64,
+    /// Seconds until the window ends (at least a fraction of one).
+    pub seconds_left: f64,
+}
+
+/// Counts an attempt against `key`: in its current window, or in a new window of
+/// `window_secs` when there is none or it has ended. One statement, so that concurrent
+/// attempts (from any replica) are each counted once.
+#[tracing::instrument(skip_all)]
+pub async fn count_attempt(
     conn: &mut PgConnection,
-    email: &Email,
-    password_hash: &str,
-) -> Result<(UserId, bool), sqlx::Error> {
-    // `xmax = 0` holds for a freshly inserted row and not for an updated one.
+    key: &str,
+    window_secs: f64,
+) -> Result<WindowCount, sqlx::Error> {
+    // Every SET expression reads the row as it was, so both see the same verdict on
+    // whether the window has ended.
     let row = sqlx::query!(
-        r#"INSERT INTO users (id, email, name, password_hash, role)
-           VALUES ($1, $2, 'Administrator', $3, 'admin')
-           ON CONFLICT (email) DO UPDATE SET role = 'admin'
-           RETURNING id, (xmax = 0) AS "created!""#,
-        UserId::new().as_uuid(),
-        email.as_str(),
-        password_hash,
+        r#"INSERT INTO attempt_windows (key, window_ends_at, attempts)
+           VALUES ($1, now() + make_interval(secs => $2), 1)
+           ON CONFLICT (key) DO UPDATE SET
+               attempts = CASE WHEN attempt_windows.window_ends_at <= now() THEN 1
+                               ELSE attempt_windows.attempts + 1 END,
+               window_ends_at = CASE WHEN attempt_windows.window_ends_at <= now()
+                                     THEN EXCLUDED.window_ends_at
+                                     ELSE attempt_windows.window_ends_at END
+           RETURNING attempts AS "attempts!",
+                     extract(epoch FROM window_ends_at - now())::float8 AS "seconds_left!""#,
+        key,
+        window_secs,
     )
     .fetch_one(conn)
     .await?;
-    Ok((UserId::from_uuid(row.id), row.created))
+    Ok(WindowCount {
+        attempts: row.attempts,
+        seconds_left: row.seconds_left,
+    })
+}
+
+/// Forgets the attempts counted against `key` (a login that succeeded).
+#[tracing::instrument(skip_all)]
+pub async fn forget_attempts(conn: &mut PgConnection, key: &str) -> Result<(), sqlx::Error> {
+    sqlx::query!("DELETE FROM attempt_windows WHERE key = $1", key)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Deletes up to `batch` windows that have ended, so that the table holds about as many
+/// rows as there were keys in the last hour. Rows another session is updating are left
+/// for the next call.
+#[tracing::instrument(skip_all)]
+pub async fn prune_attempt_windows(
+    conn: &mut PgConnection,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query!(
+        r#"DELETE FROM attempt_windows WHERE key IN (
+               SELECT key FROM attempt_windows WHERE window_ends_at <= now()
+               ORDER BY window_ends_at LIMIT $1 FOR UPDATE SKIP LOCKED)"#,
+        batch,
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
 }

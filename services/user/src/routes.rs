@@ -1,6 +1,6 @@
 //! The REST API of user-service.
 
-use actix_web::{HttpResponse, get, http::header, post, web};
+use actix_web::{HttpRequest, HttpResponse, get, http::header, post, web};
 use service_kit::{
     ApiError, Problem,
     auth::{Identity, TokenIssuer},
@@ -16,7 +16,7 @@ use shop_model::{
 use sqlx::PgPool;
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use crate::{domain::NewUser, error::UserError, passwords::Passwords, repository};
+use crate::{domain::NewUser, error::UserError, limits::Limits, passwords::Passwords, repository};
 
 /// The CloudEvents `source` of the events this service publishes.
 pub const SOURCE: &str = "/user-service";
@@ -41,6 +41,8 @@ pub fn configure(config: &mut ServiceConfig) {
         (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests from this caller, or too many sign-ups from this address within the hour (`SIGNUP_MAX_PER_HOUR_PER_ADDRESS`)", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before the next request"))),
         (status = 503, description = "Too many sign-ups and logins at once (see `Retry-After`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -49,9 +51,18 @@ pub fn configure(config: &mut ServiceConfig) {
 async fn register(
     pool: web::Data<PgPool>,
     passwords: web::Data<Passwords>,
+    limits: web::Data<Limits>,
+    request: HttpRequest,
     context: RequestContext,
     body: web::Json<RegisterUser>,
 ) -> Result<HttpResponse, ApiError> {
+    // Every attempt counts, the invalid and the taken ones too: sign-up is also a way to
+    // probe which e-mails have an account (409).
+    let mut conn = pool.acquire().await.map_err(UserError::from)?;
+    limits
+        .signup_from(&mut conn, limits.address(&request))
+        .await?;
+    drop(conn);
     let new_user = NewUser::try_from(body.into_inner())?;
     let hash = passwords.hash(new_user.password.secret().clone()).await?;
     let id = UserId::new();
@@ -100,6 +111,8 @@ async fn register(
         (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "JSON of the wrong shape (a field missing or of the wrong type)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests from this caller, too many logins from this address within the minute (`LOGIN_MAX_ATTEMPTS_PER_MINUTE_PER_ADDRESS`), or too many failed logins for this e-mail within the minute (`LOGIN_MAX_FAILURES_PER_MINUTE`; then even the right password waits). The same answer for known and unknown e-mails", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before the next request"))),
         (status = 503, description = "Too many logins at once (see `Retry-After`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -109,13 +122,21 @@ async fn issue_token(
     pool: web::Data<PgPool>,
     issuer: web::Data<TokenIssuer>,
     passwords: web::Data<Passwords>,
+    limits: web::Data<Limits>,
+    request: HttpRequest,
     body: web::Json<TokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
+    let mut conn = pool.acquire().await.map_err(UserError::from)?;
+    limits
+        .login_from(&mut conn, limits.address(&request))
+        .await?;
     let Ok(email) = Email::parse(&body.email) else {
         return Err(UserError::InvalidCredentials.into());
     };
-    let mut conn = pool.acquire().await.map_err(UserError::from)?;
+    // Counted for known and unknown e-mails alike, before the password is checked (see
+    // `limits.rs`).
+    limits.login_for(&mut conn, &email).await?;
     let stored = repository::find_by_email(&mut conn, &email)
         .await
         .map_err(UserError::from)?;
@@ -126,6 +147,9 @@ async fn issue_token(
         tracing::info!("login failed");
         return Err(UserError::InvalidCredentials.into());
     };
+    let mut conn = pool.acquire().await.map_err(UserError::from)?;
+    limits.login_succeeded(&mut conn, &email).await?;
+    drop(conn);
     let issued = issuer.issue(stored.user.id, stored.user.role)?;
     tracing::info!(user_id = %stored.user.id, "token issued");
     Ok(HttpResponse::Ok()

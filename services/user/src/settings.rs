@@ -1,17 +1,14 @@
-//! user-service configuration. Every value has a default that works for a local run.
+//! user-service configuration. Every value has a default that works for a local run, except
+//! the signing key: without `JWT_SIGNING_KEY` / `JWT_SIGNING_KEY_FILE` the service refuses
+//! to start unless `JWT_ALLOW_DEV_KEY=true` (see `keys.rs`).
 
 use std::time::Duration;
 
 use secrecy::SecretString;
 use service_kit::config::{
-    ConfigError, ConfigSource, DEFAULT_JWT_AUDIENCE, DEFAULT_JWT_ISSUER, DatabaseSettings,
-    HttpSettings,
+    AuthSettings, ConfigError, ConfigSource, DatabaseSettings, HttpSettings,
 };
 use service_kit::{events::EventBusSettings, telemetry::TelemetrySettings};
-
-/// The development signing key (see `config/dev/README.md`). It is public, so the service
-/// warns at start-up when it is in use.
-pub const DEV_SIGNING_KEY: &str = include_str!("../../../config/dev/jwt-signing-key.pem");
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -23,6 +20,25 @@ pub struct Settings {
     /// `EVENT_BUS`, `KAFKA_BROKERS`, `AMQP_URL`, ...
     pub events: EventBusSettings,
     pub passwords: PasswordSettings,
+    pub limits: LimitSettings,
+}
+
+/// Limits on logins and sign-ups, kept in the database (`limits.rs`) so that they hold
+/// across replicas and restarts. `0` turns a limit off.
+#[derive(Debug, Clone)]
+pub struct LimitSettings {
+    /// `LOGIN_MAX_FAILURES_PER_MINUTE` (default 10): failed logins for one e-mail within a
+    /// minute; past them every login for that e-mail gets 429 until the minute is over.
+    pub login_failures_per_account: u32,
+    /// `LOGIN_MAX_ATTEMPTS_PER_MINUTE_PER_ADDRESS` (default 60): logins from one client
+    /// address (an IPv6 /64) within a minute, whatever the account.
+    pub login_attempts_per_address: u32,
+    /// `SIGNUP_MAX_PER_HOUR_PER_ADDRESS` (default 50): sign-ups from one client address
+    /// within an hour.
+    pub signups_per_address: u32,
+    /// `RATE_LIMIT_TRUST_FORWARDED_FOR`, shared with the kit's rate limiter: key on the
+    /// first `X-Forwarded-For` address instead of the peer.
+    pub trust_forwarded_for: bool,
 }
 
 /// How many Argon2 hashes run at once, and how long a request waits for its turn.
@@ -38,9 +54,13 @@ pub struct PasswordSettings {
 
 #[derive(Debug, Clone)]
 pub struct TokenSettings {
-    /// `JWT_SIGNING_KEY` or `JWT_SIGNING_KEY_FILE`: Ed25519 private key, PKCS#8 PEM.
-    /// Default: the development key. All replicas must share it.
-    pub signing_key: SecretString,
+    /// `JWT_SIGNING_KEY` or `JWT_SIGNING_KEY_FILE`: Ed25519 private key, PKCS#8 PEM. All
+    /// replicas must share it. No default: without it the service refuses to start, unless
+    /// `allow_dev_key`.
+    pub signing_key: Option<SecretString>,
+    /// `JWT_ALLOW_DEV_KEY` (default `false`): sign with the public development key when no
+    /// key is set, and accept it when it is set as `JWT_SIGNING_KEY`. Development only.
+    pub allow_dev_key: bool,
     /// `JWT_PREVIOUS_PUBLIC_KEY` or `JWT_PREVIOUS_PUBLIC_KEY_FILE`: the public key that
     /// signed tokens before the last rotation, published until those tokens expire.
     pub previous_public_keys: Vec<String>,
@@ -77,20 +97,28 @@ impl Settings {
             }),
             _ => None,
         };
+        let auth = AuthSettings::from_source(source)?;
+        let http = HttpSettings::from_source(source, "0.0.0.0:8081")?;
+        let limits = LimitSettings {
+            login_failures_per_account: source.parse("LOGIN_MAX_FAILURES_PER_MINUTE", 10)?,
+            login_attempts_per_address: source
+                .parse("LOGIN_MAX_ATTEMPTS_PER_MINUTE_PER_ADDRESS", 60)?,
+            signups_per_address: source.parse("SIGNUP_MAX_PER_HOUR_PER_ADDRESS", 50)?,
+            trust_forwarded_for: http.rate_limit.trust_forwarded_for,
+        };
         Ok(Self {
-            http: HttpSettings::from_source(source, "0.0.0.0:8081")?,
+            http,
             database: DatabaseSettings::from_source(
                 source,
                 "postgres://postgres@127.0.0.1:5432/users",
             )?,
             telemetry: TelemetrySettings::from_source(source)?,
             tokens: TokenSettings {
-                signing_key: source
-                    .secret_or_file("JWT_SIGNING_KEY")?
-                    .unwrap_or_else(|| SecretString::from(DEV_SIGNING_KEY)),
+                signing_key: source.secret_or_file("JWT_SIGNING_KEY")?,
+                allow_dev_key: auth.allow_dev_key,
                 previous_public_keys: previous,
-                issuer: source.string("JWT_ISSUER", DEFAULT_JWT_ISSUER),
-                audience: source.string("JWT_AUDIENCE", DEFAULT_JWT_AUDIENCE),
+                issuer: auth.issuer,
+                audience: auth.audience,
                 ttl: source.seconds("JWT_TTL_SECS", 900)?,
             },
             admin,
@@ -104,6 +132,7 @@ impl Settings {
                     .max(1),
                 queue_timeout: source.millis("PASSWORD_HASH_QUEUE_TIMEOUT_MS", 2000)?,
             },
+            limits,
         })
     }
 }

@@ -8,7 +8,7 @@ use service_kit::{
     runtime::{RunningService, ServiceRuntime},
 };
 
-use crate::{Settings, admin, keys, passwords::Passwords, routes};
+use crate::{Settings, admin, keys, limits::Limits, passwords::Passwords, routes};
 
 pub const API_INFO: ApiInfo = ApiInfo {
     service: "user-service",
@@ -41,6 +41,7 @@ impl Application {
         )
         .await?;
         let passwords = web::Data::new(Passwords::new(&settings.passwords));
+        let limits = web::Data::new(Limits::new(&settings.limits));
         if let Some(account) = &settings.admin {
             admin::ensure_admin(runtime.pool(), &passwords, account).await?;
         }
@@ -56,7 +57,9 @@ impl Application {
                 routes::configure,
                 authenticator,
                 move |cfg| {
-                    cfg.app_data(issuer.clone()).app_data(passwords.clone());
+                    cfg.app_data(issuer.clone())
+                        .app_data(passwords.clone())
+                        .app_data(limits.clone());
                 },
             )
             .map(Self)

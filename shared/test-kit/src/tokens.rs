@@ -4,16 +4,16 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use service_kit::{
-    auth::{Claims, TokenIssuer},
+    auth::{Claims, DEV_SIGNING_KEY, TokenIssuer},
     config::{DEFAULT_JWT_AUDIENCE, DEFAULT_JWT_ISSUER},
 };
 use shop_model::{Role, UserId};
 
-pub const DEV_SIGNING_KEY: &str = include_str!("../../../config/dev/jwt-signing-key.pem");
 /// A key that the development JWKS does not contain.
 pub const UNTRUSTED_KEY: &str = include_str!("../../../config/dev/jwt-previous-key.pem");
 
-/// The issuer user-service uses by default (development key, default issuer/audience).
+/// The issuer of user-service with `JWT_ALLOW_DEV_KEY=true` and no key of its own
+/// (development key, default issuer/audience).
 pub fn issuer() -> TokenIssuer {
     issuer_with_key(DEV_SIGNING_KEY)
 }

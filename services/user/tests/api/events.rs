@@ -66,7 +66,7 @@ async fn a_rejected_registration_publishes_nothing() {
         .await
         .assert_status(409);
 
-    let mut conn = test_kit_connect(&app).await;
+    let mut conn = app.connect().await;
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE event_type = $1")
         .bind(UserRegistered::TYPE)
         .fetch_one(&mut conn)
@@ -74,12 +74,4 @@ async fn a_rejected_registration_publishes_nothing() {
         .expect("count");
     // The admin account and Gina: the duplicate wrote no event.
     assert_eq!(count, 2);
-}
-
-async fn test_kit_connect(app: &crate::helpers::TestApp) -> sqlx::PgConnection {
-    use secrecy::ExposeSecret;
-    use sqlx::Connection;
-    sqlx::PgConnection::connect(app.database.url().expose_secret())
-        .await
-        .expect("connect")
 }

@@ -3,8 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admin;
 mod auth;
 mod events;
 mod helpers;
+mod limits;
 mod platform;
+mod signing_key;
 mod users;

@@ -24,7 +24,13 @@ async fn liveness_and_readiness_answer_200_when_the_database_is_up() {
 async fn without_its_broker_the_service_stays_ready_reports_it_and_still_serves() {
     let app = spawn_app().await;
     app.settled.skip(); // the broker stays away: the registration's event cannot leave
-    let broker_up = || test_kit::metric(app.api.base_url(), "shop_dependency_up", &[("dependency", "broker")]);
+    let broker_up = || {
+        test_kit::metric(
+            app.api.base_url(),
+            "shop_dependency_up",
+            &[("dependency", "broker")],
+        )
+    };
     assert_eq!(broker_up().await, 1.0);
     app.broker.set_up(false);
 
