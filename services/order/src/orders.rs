@@ -1,10 +1,10 @@
 //! Placing and cancelling orders: the use cases behind the REST handlers, each one
 //! database transaction.
 
-use service_kit::{auth::Identity, events::outbox, request_context::RequestContext};
+use service_kit::{auth::Identity, request_context::RequestContext};
 use shop_model::{
     Cents, OrderId, UserId,
-    api::{Order, PlaceOrder},
+    api::{Order, OrderStatus, PlaceOrder},
     events::{OrderCancelled, OrderLine, OrderPlaced},
 };
 use sqlx::PgPool;
@@ -13,8 +13,7 @@ use crate::{
     domain::{OrderRequest, PricedLine, total},
     error::OrderError,
     inventory::InventoryClient,
-    repository,
-    saga::SOURCE,
+    repository, saga,
     status::{self, Input, Outcome},
 };
 
@@ -25,8 +24,8 @@ pub struct Placed {
 }
 
 /// Validates the request, prices it from the catalog and stores it as `pending`, with its
-/// `OrderPlaced` event in the same transaction (the transactional outbox): the saga starts
-/// if and only if the order exists.
+/// `OrderPlaced` event in the same transaction (the transactional outbox, and the first
+/// step of the order's timeline): the saga starts if and only if the order exists.
 ///
 /// With an idempotency key the order insert and the key insert share one transaction:
 /// a concurrent request with the same key blocks on the key's primary key until the first
@@ -79,7 +78,8 @@ pub async fn place(
             .collect(),
         total_cents: order.total_cents,
     };
-    outbox::enqueue(&mut tx, SOURCE, &placed, context.traceparent.as_ref()).await?;
+    let trace = context.traceparent.as_ref();
+    saga::publish(&mut tx, order.id, &placed, OrderStatus::Pending, trace).await?;
     if let Some(key) = idempotency_key {
         let claimed =
             repository::claim_idempotency_key(&mut tx, user_id, key, &fingerprint, order.id)
@@ -184,7 +184,7 @@ pub async fn cancel(
         user_id: order.user_id,
         reason: reason.map(|r| r.as_str()).unwrap_or("cancelled").to_owned(),
     };
-    outbox::enqueue(&mut tx, SOURCE, &cancelled, context.traceparent.as_ref()).await?;
+    saga::publish(&mut tx, id, &cancelled, to, context.traceparent.as_ref()).await?;
     let order = repository::find_order(&mut tx, id, false)
         .await?
         .ok_or(OrderError::NotFound)?;

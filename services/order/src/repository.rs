@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use anyhow::Context;
 use shop_model::{
     OrderId, ProductId, UserId,
-    api::{Order, OrderItem, OrderStatus},
+    api::{Order, OrderItem, OrderStatus, OrderTimelineEntry},
 };
 use sqlx::PgConnection;
 use time::OffsetDateTime;
@@ -199,6 +199,78 @@ pub async fn update_status(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// The owner of an order, if it exists: enough to decide who may read its timeline.
+#[tracing::instrument(skip_all, fields(order_id = %id))]
+pub async fn find_order_owner(
+    conn: &mut PgConnection,
+    id: OrderId,
+) -> anyhow::Result<Option<UserId>> {
+    let owner = sqlx::query_scalar!("SELECT user_id FROM orders WHERE id = $1", id.as_uuid())
+        .fetch_optional(conn)
+        .await?;
+    Ok(owner.map(UserId::from_uuid))
+}
+
+/// Puts an event on the order's timeline, with the order's status after it. Recording an
+/// event id a second time does nothing: an event redelivered after its inbox record was
+/// pruned is applied again (and changes nothing), but it is still one step.
+#[tracing::instrument(skip_all, fields(order_id = %order_id, event_type))]
+pub async fn record_event(
+    conn: &mut PgConnection,
+    order_id: OrderId,
+    event_id: Uuid,
+    event_type: &str,
+    source: &str,
+    status: OrderStatus,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"INSERT INTO order_timeline (order_id, event_id, event_type, source, status)
+           VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (event_id) DO NOTHING"#,
+        order_id.as_uuid(),
+        event_id,
+        event_type,
+        source,
+        status.as_str(),
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// An order has a handful of events; the bound only keeps one answer small whatever
+/// reaches the broker.
+const MAX_TIMELINE_ENTRIES: i64 = 100;
+
+/// The timeline of an order, oldest first.
+#[tracing::instrument(skip_all, fields(order_id = %order_id))]
+pub async fn timeline(
+    conn: &mut PgConnection,
+    order_id: OrderId,
+) -> anyhow::Result<Vec<OrderTimelineEntry>> {
+    let rows = sqlx::query!(
+        r#"SELECT at, event_type, source, status FROM order_timeline
+           WHERE order_id = $1 ORDER BY seq LIMIT $2"#,
+        order_id.as_uuid(),
+        MAX_TIMELINE_ENTRIES,
+    )
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(OrderTimelineEntry {
+                at: row.at,
+                event_type: row.event_type,
+                source: row.source,
+                status: row
+                    .status
+                    .parse()
+                    .context("unknown status in the order_timeline table")?,
+            })
+        })
+        .collect()
 }
 
 /// What an `Idempotency-Key` was first used for.

@@ -3,13 +3,13 @@
 use actix_web::{HttpRequest, HttpResponse, get, http::header, post, web};
 use service_kit::{
     ApiError, Problem,
-    auth::Identity,
+    auth::{BearerToken, Identity},
     pagination::{PageParams, PageRequest, into_page},
     request_context::RequestContext,
 };
 use shop_model::{
     OrderId, Role,
-    api::{Order, Page, PlaceOrder},
+    api::{Order, OrderTimeline, Page, PlaceOrder},
 };
 use sqlx::PgPool;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -25,6 +25,7 @@ pub fn configure(config: &mut ServiceConfig) {
         .service(place_order)
         .service(list_orders)
         .service(get_order)
+        .service(get_order_timeline)
         .service(cancel_order);
 }
 
@@ -58,13 +59,15 @@ async fn place_order(
     pool: web::Data<PgPool>,
     inventory: web::Data<InventoryClient>,
     identity: Identity,
+    customer: BearerToken,
     context: RequestContext,
     body: web::Json<PlaceOrder>,
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(&request)?;
     let Placed { order, created } = orders::place(
         &pool,
-        &inventory,
+        // Priced on the customer's behalf: inventory-service limits the lookup as them.
+        &inventory.on_behalf_of(customer),
         &context,
         identity.user_id,
         key.as_deref(),
@@ -149,6 +152,42 @@ async fn get_order(
         .filter(|order| identity.can_access(order.user_id))
         .ok_or(OrderError::NotFound)?;
     Ok(web::Json(order))
+}
+
+/// The order's saga so far, oldest first: every event order-service published or applied
+/// for it (placed, stock reserved or rejected, payment succeeded, failed or refunded,
+/// confirmed, cancelled), with the service that emitted it and the order's status after
+/// it. An event that changed nothing (a late one for a settled order, a refund) is listed
+/// with the status the order kept; a duplicate delivery is not listed. At most 100 entries.
+/// Like the order, another customer's answers 404.
+#[utoipa::path(
+    tag = "orders",
+    security(("bearer" = [])),
+    params(("id" = OrderId, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "The order's events, oldest first", body = OrderTimeline),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order for this caller", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/api/v1/orders/{id}/timeline")]
+#[tracing::instrument(skip_all, fields(order_id = %id))]
+async fn get_order_timeline(
+    pool: web::Data<PgPool>,
+    identity: Identity,
+    id: web::Path<OrderId>,
+) -> Result<web::Json<OrderTimeline>, ApiError> {
+    let id = id.into_inner();
+    let mut conn = pool.acquire().await.map_err(OrderError::from)?;
+    crate::repository::find_order_owner(&mut conn, id)
+        .await
+        .map_err(OrderError::from)?
+        .filter(|owner| identity.can_access(*owner))
+        .ok_or(OrderError::NotFound)?;
+    let items = crate::repository::timeline(&mut conn, id)
+        .await
+        .map_err(OrderError::from)?;
+    Ok(web::Json(OrderTimeline { items }))
 }
 
 /// Cancel a pending or confirmed order (its owner or an admin). Reserved stock is released

@@ -5,17 +5,25 @@
 //! (locked, so two events for one order are applied one after the other), asks the state
 //! machine, and stores the answer together with the events it implies, in the consumer's
 //! transaction. A late or repeated event leaves the order as it is.
+//!
+//! Each event published or applied here also goes on the order's timeline
+//! (`GET /api/v1/orders/{id}/timeline`) in that same transaction, so the timeline shows
+//! exactly the steps the order took: an event applied but rolled back is not on it, and a
+//! step that committed always is.
 
-use service_kit::events::{
-    IncomingEvent,
-    consumer::{EventHandler, HandlerError},
-    outbox,
+use service_kit::{
+    events::{
+        IncomingEvent,
+        consumer::{EventHandler, HandlerError},
+        outbox,
+    },
+    request_context::TraceParent,
 };
 use shop_model::{
     OrderId,
     api::OrderStatus,
     events::{
-        OrderCancelled, OrderConfirmed, PaymentFailed, PaymentRefunded, PaymentSucceeded,
+        Event, OrderCancelled, OrderConfirmed, PaymentFailed, PaymentRefunded, PaymentSucceeded,
         StockRejected, StockReserved,
     },
 };
@@ -27,6 +35,40 @@ use crate::{
 };
 
 pub const SOURCE: &str = "/order-service";
+
+/// Publishes `event` about `order_id` through the outbox and puts it on the order's
+/// timeline with `status`, the order's status after it, in the caller's transaction.
+/// Every event order-service publishes goes through here.
+pub async fn publish<E: Event>(
+    conn: &mut PgConnection,
+    order_id: OrderId,
+    event: &E,
+    status: OrderStatus,
+    traceparent: Option<&TraceParent>,
+) -> Result<(), sqlx::Error> {
+    let event_id = outbox::enqueue(conn, SOURCE, event, traceparent).await?;
+    repository::record_event(
+        conn,
+        order_id,
+        event_id,
+        E::TYPE,
+        service_name(SOURCE),
+        status,
+    )
+    .await
+}
+
+/// The service named by a CloudEvents `source`: its last segment, so `/inventory-service`
+/// (how the shop's services name themselves) and `https://shop.example/inventory-service`
+/// both read `inventory-service`. The timeline shows this name, not the URI.
+pub fn service_name(source: &str) -> &str {
+    source
+        .trim_end_matches('/')
+        .rsplit(['/', ':'])
+        .next()
+        .filter(|name| !name.is_empty())
+        .unwrap_or(source)
+}
 
 pub struct OrderSaga;
 
@@ -57,7 +99,7 @@ impl EventHandler for OrderSaga {
         } else if event.is::<PaymentRefunded>() {
             let e = event.decode::<PaymentRefunded>()?;
             tracing::info!(order_id = %e.order_id, amount_cents = e.amount_cents, "refund recorded");
-            return Ok(());
+            (e.order_id, Input::PaymentRefunded)
         } else {
             return Err(HandlerError::Permanent(anyhow::anyhow!(
                 "order-service does not handle {}",
@@ -80,6 +122,22 @@ async fn apply(
         .ok_or_else(|| HandlerError::Permanent(anyhow::anyhow!("no order {order_id}")))?;
     let outcome = status::apply(order.status, input)
         .map_err(|e| HandlerError::Permanent(anyhow::Error::new(e)))?;
+    let status_after = match outcome {
+        Outcome::Transition { to, .. } => to,
+        Outcome::Unchanged => order.status,
+    };
+    // Also an event that changes nothing (a reservation, a refund, a late answer for a
+    // settled order) is a step: someone watching the saga sees it arrive and the order hold
+    // its status. A duplicate never gets here; the inbox absorbed it.
+    repository::record_event(
+        tx,
+        order_id,
+        event.id,
+        &event.event_type,
+        service_name(&event.source),
+        status_after,
+    )
+    .await?;
     let Outcome::Transition { to, reason } = outcome else {
         tracing::info!(%order_id, status = %order.status, ?input, "event does not change the order");
         return Ok(());
@@ -94,7 +152,7 @@ async fn apply(
                 order_id,
                 user_id: order.user_id,
             };
-            outbox::enqueue(tx, SOURCE, &confirmed, trace).await?;
+            publish(tx, order_id, &confirmed, to, trace).await?;
         }
         // Stock was reserved for this order: tell inventory to release it.
         (OrderStatus::Rejected, Input::PaymentFailed { reason }) => {
@@ -103,10 +161,27 @@ async fn apply(
                 user_id: order.user_id,
                 reason: reason.as_str().to_owned(),
             };
-            outbox::enqueue(tx, SOURCE, &cancelled, trace).await?;
+            publish(tx, order_id, &cancelled, to, trace).await?;
         }
         _ => {}
     }
     tracing::info!(%order_id, from = %order.status, %to, reason = reason.map(StatusReason::as_str), "order status changed");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_service_name_is_the_last_segment_of_the_source() {
+        assert_eq!(service_name(SOURCE), "order-service");
+        assert_eq!(service_name("/inventory-service"), "inventory-service");
+        assert_eq!(
+            service_name("https://shop.example/payment-service/"),
+            "payment-service"
+        );
+        assert_eq!(service_name("urn:shop:payment-service"), "payment-service");
+        assert_eq!(service_name("payment-service"), "payment-service");
+    }
 }

@@ -8,6 +8,7 @@
 //! pending ──StockRejected──▶ rejected (out_of_stock | unknown_product)
 //! pending ──PaymentFailed──▶ rejected (insufficient_funds | payment_declined)
 //! pending | confirmed ──Cancel──▶ cancelled (cancelled_by_customer | cancelled_by_admin)
+//! any ──PaymentRefunded──▶ unchanged (the compensation of a cancellation already made)
 //! ```
 //! Events that arrive late or twice, or for an order already in a final state, change
 //! nothing: that is what makes redelivery harmless. A customer asking to cancel an order
@@ -67,6 +68,9 @@ pub enum Input {
     PaymentFailed {
         reason: StatusReason,
     },
+    /// payment-service gave the money back: it only does so for an order that was
+    /// cancelled or rejected, so the status already says so.
+    PaymentRefunded,
     /// A customer (the owner) or an admin asks to cancel.
     Cancel {
         by_admin: bool,
@@ -115,6 +119,7 @@ pub fn apply(current: OrderStatus, input: Input) -> Result<Outcome, CannotCancel
             },
         ),
         (Rejected | Cancelled, Input::Cancel { .. }) => return Err(CannotCancel(current)),
+        (_, Input::PaymentRefunded) => Outcome::Unchanged,
         // Late or duplicate events for an order that has moved on.
         (Confirmed | Rejected | Cancelled, _) => Outcome::Unchanged,
     })
@@ -126,7 +131,7 @@ mod tests {
     use OrderStatus::{Cancelled, Confirmed, Pending, Rejected};
 
     const ALL: [OrderStatus; 4] = [Pending, Confirmed, Rejected, Cancelled];
-    const EVENTS: [Input; 4] = [
+    const EVENTS: [Input; 5] = [
         Input::StockReserved,
         Input::StockRejected {
             reason: StatusReason::OutOfStock,
@@ -135,6 +140,7 @@ mod tests {
         Input::PaymentFailed {
             reason: StatusReason::InsufficientFunds,
         },
+        Input::PaymentRefunded,
     ];
 
     #[test]
@@ -179,6 +185,17 @@ mod tests {
                 reason: Some(StatusReason::InsufficientFunds)
             })
         );
+    }
+
+    #[test]
+    fn a_refund_never_changes_the_status() {
+        for status in ALL {
+            assert_eq!(
+                apply(status, Input::PaymentRefunded),
+                Ok(Outcome::Unchanged),
+                "{status:?}"
+            );
+        }
     }
 
     #[test]

@@ -173,6 +173,29 @@ pub struct Order {
     pub updated_at: OffsetDateTime,
 }
 
+/// The saga of one order as order-service saw it, oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OrderTimeline {
+    pub items: Vec<OrderTimelineEntry>,
+}
+
+/// One event order-service published or applied for an order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OrderTimelineEntry {
+    /// When order-service recorded the event, with the change it caused.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub at: OffsetDateTime,
+    /// The CloudEvents `type` of the event.
+    #[schema(example = "shop.inventory.stock-reserved.v1")]
+    pub event_type: String,
+    /// The service that emitted the event.
+    #[schema(example = "inventory-service")]
+    pub source: String,
+    /// The order's status after the event.
+    pub status: OrderStatus,
+}
+
 // ----- payment-service -----
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
