@@ -280,6 +280,8 @@ impl Stack {
                 "USER_SERVICE_URL",
                 format!("http://127.0.0.1:{}", self.port(Service::User)),
             ),
+            // The tests sign (user-service) and verify with the public development key.
+            ("JWT_ALLOW_DEV_KEY", "true".to_owned()),
             (
                 "INVENTORY_SERVICE_URL",
                 format!("http://127.0.0.1:{}", self.port(Service::Inventory)),

@@ -8,7 +8,11 @@
 //! - a **circuit breaker** per downstream: after a run of failures it fails fast for a
 //!   while instead of making every caller wait for a timeout, then lets one request probe.
 //!
-//! Each call forwards the caller's `x-request-id` and `traceparent`.
+//! Each call forwards the caller's `x-request-id` and `traceparent`, and, when it is made
+//! on a user's behalf, the user's bearer token: the downstream then limits the call as
+//! that user, not every user's calls together as one anonymous client. A 429 to such a
+//! call is about that user, so it is passed on as 429, not retried, and does not count
+//! against the circuit (one noisy user must not open it for everybody).
 
 use std::{
     sync::Mutex,
@@ -19,6 +23,7 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::{
+    auth::BearerToken,
     config::ClientSettings,
     error::ApiError,
     request_context::{REQUEST_ID_HEADER, RequestContext, TRACEPARENT_HEADER},
@@ -32,6 +37,13 @@ pub enum ClientError {
     Unavailable {
         service: &'static str,
         reason: String,
+        retry_after: Duration,
+    },
+    /// The downstream limits the user on whose behalf the call was made: they should
+    /// slow down. The caller should answer 429 with `Retry-After`.
+    #[error("{service} rate-limits this user")]
+    RateLimited {
+        service: &'static str,
         retry_after: Duration,
     },
     /// The downstream answered with a client error; the request itself was wrong.
@@ -64,6 +76,7 @@ impl From<ClientError> for ApiError {
                     retry_after,
                 }
             }
+            ClientError::RateLimited { retry_after, .. } => Self::TooManyRequests { retry_after },
             other => Self::Internal(anyhow::Error::new(other)),
         }
     }
@@ -91,14 +104,18 @@ impl ServiceClient {
         })
     }
 
-    /// `GET path?query` and decode the JSON answer.
+    /// `GET path?query` and decode the JSON answer; `on_behalf_of` is the user's token
+    /// when the call is made for a user.
     pub async fn get_json<T: DeserializeOwned>(
         &self,
         path: &str,
         query: &[(&str, String)],
         context: &RequestContext,
+        on_behalf_of: Option<&BearerToken>,
     ) -> Result<T, ClientError> {
-        let response = self.send(Method::GET, path, query, context).await?;
+        let response = self
+            .send(Method::GET, path, query, context, on_behalf_of)
+            .await?;
         response.json().await.map_err(|e| ClientError::Decode {
             service: self.service,
             reason: e.to_string(),
@@ -112,6 +129,7 @@ impl ServiceClient {
         path: &str,
         query: &[(&str, String)],
         context: &RequestContext,
+        on_behalf_of: Option<&BearerToken>,
     ) -> Result<reqwest::Response, ClientError> {
         let url = self
             .settings
@@ -144,7 +162,20 @@ impl ServiceClient {
             if let Some(traceparent) = &context.traceparent {
                 request = request.header(TRACEPARENT_HEADER, traceparent.as_str());
             }
+            if let Some(token) = on_behalf_of {
+                request = request.bearer_auth(token.expose());
+            }
             match request.send().await {
+                Ok(response)
+                    if on_behalf_of.is_some()
+                        && response.status() == StatusCode::TOO_MANY_REQUESTS =>
+                {
+                    self.breaker.on_success();
+                    return Err(ClientError::RateLimited {
+                        service: self.service,
+                        retry_after: retry_after(&response),
+                    });
+                }
                 Ok(response) if !is_transient(response.status()) => {
                     self.breaker.on_success();
                     if response.status().is_client_error() {
@@ -179,6 +210,16 @@ impl ServiceClient {
             retry_after: Duration::from_secs(5),
         })
     }
+}
+
+/// The downstream's `Retry-After` (seconds), or one second.
+fn retry_after(response: &reqwest::Response) -> Duration {
+    response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse().ok())
+        .map_or(Duration::from_secs(1), Duration::from_secs)
 }
 
 /// Methods that RFC 9110 defines as idempotent: repeating them has the effect of sending
@@ -381,8 +422,12 @@ mod tests {
         let client = client(&server, 3);
         let context = RequestContext::detached();
 
-        let post = client.send(Method::POST, "/things", &[], &context).await;
-        let get = client.send(Method::GET, "/things", &[], &context).await;
+        let post = client
+            .send(Method::POST, "/things", &[], &context, None)
+            .await;
+        let get = client
+            .send(Method::GET, "/things", &[], &context, None)
+            .await;
 
         assert!(matches!(post, Err(ClientError::Unavailable { .. })));
         assert!(matches!(get, Err(ClientError::Unavailable { .. })));
@@ -406,7 +451,7 @@ mod tests {
         };
 
         let body: serde_json::Value = client(&server, 1)
-            .get_json("/x", &[], &context)
+            .get_json("/x", &[], &context, None)
             .await
             .expect("forwarded headers matched");
 
@@ -426,10 +471,54 @@ mod tests {
         let context = RequestContext::detached();
 
         for _ in 0..6 {
-            let result = client.send(Method::GET, "/missing", &[], &context).await;
+            let result = client
+                .send(Method::GET, "/missing", &[], &context, None)
+                .await;
             assert!(
                 matches!(result, Err(ClientError::Status { status, .. }) if status == StatusCode::NOT_FOUND)
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_call_on_a_users_behalf_carries_their_token_and_passes_a_429_on_without_retrying() {
+        use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
+        let server = MockServer::start().await;
+        Mock::given(matchers::method("GET"))
+            .and(matchers::header("authorization", "Bearer the-users-token"))
+            .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "7"))
+            .expect(6)
+            .mount(&server)
+            .await;
+        let client = client(&server, 3);
+        let context = RequestContext::detached();
+        let token = BearerToken::new("the-users-token");
+
+        for _ in 0..6 {
+            let result = client.get_json::<serde_json::Value>("/x", &[], &context, Some(&token));
+            assert!(
+                matches!(result.await, Err(ClientError::RateLimited { retry_after, .. }) if retry_after == Duration::from_secs(7))
+            );
+        }
+        // Six 429s in a row (above the threshold of five), and the circuit is still closed.
+        assert!(client.breaker.try_acquire().is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_anonymous_call_treats_a_429_as_transient() {
+        use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
+        let server = MockServer::start().await;
+        Mock::given(matchers::method("GET"))
+            .respond_with(ResponseTemplate::new(429))
+            .expect(3)
+            .mount(&server)
+            .await;
+        let client = client(&server, 3);
+
+        let result = client
+            .send(Method::GET, "/x", &[], &RequestContext::detached(), None)
+            .await;
+
+        assert!(matches!(result, Err(ClientError::Unavailable { .. })));
     }
 }

@@ -272,6 +272,54 @@ pub struct AuthSettings {
     pub issuer: String,
     /// `JWT_AUDIENCE` (default `shop-api`).
     pub audience: String,
+    /// `JWT_ALLOW_DEV_KEY` (default `false`): accept (and, in user-service, sign with) the
+    /// public development key. Set by `make run`, the tests, compose and the dev overlay only.
+    pub allow_dev_key: bool,
+    /// How the key set is kept fresh; not read from the environment (tests shorten it).
+    pub jwks: JwksPolicy,
+}
+
+/// How a verifier keeps user-service's key set (`crate::auth`): the defaults are the
+/// documented policy (docs/decisions.md, "Security").
+#[derive(Debug, Clone)]
+pub struct JwksPolicy {
+    /// At most one fetch is *attempted* per interval, whether it succeeds or fails (10 s):
+    /// tokens naming unknown key ids cannot make a fetch storm, even while user-service is
+    /// down.
+    pub min_fetch_interval: Duration,
+    /// The known keys are confirmed again in the background this often (5 min), so a key
+    /// removed from the set stops being trusted within this time. Requests never wait for it.
+    pub refresh_interval: Duration,
+    /// After a failed background refresh, the next one is tried after this long (30 s).
+    pub retry_interval: Duration,
+    /// Keys that no fetch has confirmed for this long are dropped (1 h): four times the
+    /// 15-minute token lifetime, so an outage of user-service never fails a token that is
+    /// still valid, while a verifier cut off from user-service stops trusting a key that
+    /// may have been withdrawn within the hour.
+    pub max_key_staleness: Duration,
+    /// A key id that a successful fetch did not contain is rejected (401) without another
+    /// fetch for this long (30 s).
+    pub unknown_kid_ttl: Duration,
+    /// At most this many such key ids are remembered (1024), so random key ids cannot
+    /// grow memory; the oldest is forgotten first.
+    pub unknown_kid_capacity: usize,
+    /// One fetch gives up after this long (3 s); a request waits at most this long for the
+    /// fetch in flight.
+    pub fetch_timeout: Duration,
+}
+
+impl Default for JwksPolicy {
+    fn default() -> Self {
+        Self {
+            min_fetch_interval: Duration::from_secs(10),
+            refresh_interval: Duration::from_secs(5 * 60),
+            retry_interval: Duration::from_secs(30),
+            max_key_staleness: Duration::from_secs(60 * 60),
+            unknown_kid_ttl: Duration::from_secs(30),
+            unknown_kid_capacity: 1024,
+            fetch_timeout: Duration::from_secs(3),
+        }
+    }
 }
 
 pub const DEFAULT_JWT_ISSUER: &str = "shop-user-service";
@@ -285,7 +333,21 @@ impl AuthSettings {
             jwks_url: jwks_url(&base),
             issuer: source.string("JWT_ISSUER", DEFAULT_JWT_ISSUER),
             audience: source.string("JWT_AUDIENCE", DEFAULT_JWT_AUDIENCE),
+            allow_dev_key: source.parse("JWT_ALLOW_DEV_KEY", false)?,
+            jwks: JwksPolicy::default(),
         })
+    }
+
+    /// Settings for a test verifier of the user-service at `base` (default issuer and
+    /// audience). The development key is allowed: tests sign with it.
+    pub fn for_tests(base: &Url) -> Self {
+        Self {
+            jwks_url: jwks_url(base),
+            issuer: DEFAULT_JWT_ISSUER.to_owned(),
+            audience: DEFAULT_JWT_AUDIENCE.to_owned(),
+            allow_dev_key: true,
+            jwks: JwksPolicy::default(),
+        }
     }
 }
 

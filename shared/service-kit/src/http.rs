@@ -156,6 +156,7 @@ where
     D: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
 {
     let document = openapi(info, routes);
+    deps.authenticator.register_metrics(&deps.metrics)?;
     let metrics = PrometheusMetricsBuilder::new("shop")
         .endpoint("/metrics")
         .registry(deps.metrics)

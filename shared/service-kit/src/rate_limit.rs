@@ -5,9 +5,13 @@
 //! Keying on the user rather than the address matters behind an ingress, where every
 //! request arrives from the proxy's address. Anonymous requests are keyed on the peer
 //! address, or on `X-Forwarded-For` when the deployment says the proxy is trusted.
+//! The token is verified against the keys already known only (never a JWKS fetch); one
+//! they cannot verify counts against the address. A service calling another on a user's
+//! behalf forwards the user's token, so the call counts against that user.
 
 use std::{
     future::{Ready, ready},
+    net::{IpAddr, Ipv6Addr},
     num::NonZeroU32,
     rc::Rc,
     sync::{
@@ -17,7 +21,7 @@ use std::{
 };
 
 use actix_web::{
-    Error, ResponseError,
+    Error, HttpRequest, ResponseError,
     body::EitherBody,
     dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready},
 };
@@ -101,7 +105,7 @@ where
             }
         };
         Box::pin(async move {
-            let key = client_key(&request, limiter.trust_forwarded_for).await;
+            let key = client_key(&request, limiter.trust_forwarded_for);
             if limiter.requests.fetch_add(1, Ordering::Relaxed) % 4096 == 0 {
                 // Forget clients whose bucket is full again, so the map does not grow
                 // with every address ever seen.
@@ -121,11 +125,23 @@ where
     }
 }
 
-async fn client_key(request: &ServiceRequest, trust_forwarded_for: bool) -> String {
-    let http = request.request().clone();
-    if let Ok(identity) = auth::authenticate(&http).await {
+/// The user of a token that the keys already known verify; otherwise the address. Never a
+/// key-set fetch: this runs for every request, public routes included, and must cost
+/// nothing while user-service is slow or when tokens name made-up key ids.
+fn client_key(request: &ServiceRequest, trust_forwarded_for: bool) -> String {
+    let http = request.request();
+    if let Some(identity) = auth::authenticate_cached(http) {
         return format!("user:{}", identity.user_id);
     }
+    match client_address(http, trust_forwarded_for) {
+        Some(address) => format!("addr:{address}"),
+        None => "addr:unknown".to_owned(),
+    }
+}
+
+/// The address a request is counted against: the peer, or the first `X-Forwarded-For` hop
+/// when the proxy is trusted, bucketed by [`address_bucket`].
+pub fn client_address(request: &HttpRequest, trust_forwarded_for: bool) -> Option<IpAddr> {
     // Only `X-Forwarded-For`, which the trusted proxy sets: the standard `Forwarded`
     // header would come from the client untouched, and any client could pick a fresh key.
     let forwarded = trust_forwarded_for
@@ -135,15 +151,50 @@ async fn client_key(request: &ServiceRequest, trust_forwarded_for: bool) -> Stri
                 .get("x-forwarded-for")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.split(',').next())
-                .map(|first| first.trim().to_owned())
-                .filter(|first| !first.is_empty())
+                .and_then(|first| first.trim().parse::<IpAddr>().ok())
         })
         .flatten();
-    let address = forwarded.or_else(|| request.peer_addr().map(|a| a.ip().to_string()));
-    format!("addr:{}", address.unwrap_or_else(|| "unknown".to_owned()))
+    forwarded
+        .or_else(|| request.peer_addr().map(|a| a.ip()))
+        .map(address_bucket)
+}
+
+/// One client, as far as limits go: an IPv4 address, or an IPv6 address's /64 (a single
+/// host usually owns a whole /64, so keying on the full address lets it pick a fresh key
+/// for every request).
+pub fn address_bucket(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(Ipv6Addr::from(prefix))
+            }
+        },
+    }
 }
 
 /// Probes and scrapes come from the platform and must never be throttled.
 pub(crate) fn is_exempt(path: &str) -> bool {
     path.starts_with("/health/") || path == "/metrics"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_addresses_of_one_slash_64_are_one_client_and_ipv4_stays_whole() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().expect("ip");
+        let b: IpAddr = "2001:db8:1:2:ffff:1:2:3".parse().expect("ip");
+        let other: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
+        assert_eq!(address_bucket(a), address_bucket(b));
+        assert_ne!(address_bucket(a), address_bucket(other));
+        let v4: IpAddr = "10.1.2.3".parse().expect("ip");
+        let mapped: IpAddr = "::ffff:10.1.2.3".parse().expect("ip");
+        assert_eq!(address_bucket(v4), v4);
+        assert_eq!(address_bucket(mapped), v4);
+        assert_ne!(address_bucket("10.1.2.4".parse().expect("ip")), v4);
+    }
 }

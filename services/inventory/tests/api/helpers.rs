@@ -43,6 +43,7 @@ pub async fn spawn_app() -> TestApp {
         ("DATABASE_URL", database.url().expose_secret().to_owned()),
         ("KAFKA_BROKERS", broker.bootstrap_servers().to_owned()),
         ("USER_SERVICE_URL", jwks.base_url().to_string()),
+        ("JWT_ALLOW_DEV_KEY", "true".to_owned()),
     ];
     let settings =
         Settings::from_source(&ConfigSource::from_pairs(values)).expect("valid settings");

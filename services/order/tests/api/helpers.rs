@@ -31,6 +31,11 @@ pub struct TestApp {
 
 /// order-service and a real inventory-service, each with its own database.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with_inventory_settings(&[]).await
+}
+
+/// The same, with `inventory_extra` added to inventory-service's settings.
+pub async fn spawn_app_with_inventory_settings(inventory_extra: &[(&str, &str)]) -> TestApp {
     test_kit::init_test_logging();
     let jwks = JwksServer::start().await;
     let broker = TestBroker::start();
@@ -43,8 +48,11 @@ pub async fn spawn_app() -> TestApp {
             inventory_db.url().expose_secret().to_owned(),
         ),
         ("USER_SERVICE_URL", jwks.base_url().to_string()),
+        ("JWT_ALLOW_DEV_KEY", "true".to_owned()),
         ("KAFKA_BROKERS", broker.bootstrap_servers().to_owned()),
-    ]))
+    ]
+    .into_iter()
+    .chain(inventory_extra.iter().map(|(k, v)| (*k, (*v).to_owned())))))
     .expect("inventory settings");
     let inventory_running = test_kit::background_app(
         move || inventory_service::Application::build(inventory_settings),
@@ -111,6 +119,7 @@ async fn spawn_order_service(
             database.url().expose_secret().to_owned(),
         ),
         ("USER_SERVICE_URL".to_owned(), jwks.base_url().to_string()),
+        ("JWT_ALLOW_DEV_KEY".to_owned(), "true".to_owned()),
         ("INVENTORY_SERVICE_URL".to_owned(), inventory_url.to_owned()),
         ("INVENTORY_BACKOFF_MS".to_owned(), "10".to_owned()),
         (

@@ -11,5 +11,6 @@ mod idempotency;
 mod inventory_failures;
 mod orders;
 mod platform;
+mod price_lookups;
 mod saga;
 mod timeline;

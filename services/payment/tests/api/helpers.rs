@@ -70,6 +70,7 @@ pub async fn spawn_app() -> TestApp {
         ("HTTP_WORKERS", "2".to_owned()),
         ("DATABASE_URL", url.clone()),
         ("USER_SERVICE_URL", jwks.base_url().to_string()),
+        ("JWT_ALLOW_DEV_KEY", "true".to_owned()),
         ("KAFKA_BROKERS", broker.bootstrap_servers().to_owned()),
         ("WALLET_INITIAL_CREDIT_CENTS", INITIAL_CREDIT.to_string()),
     ]))
