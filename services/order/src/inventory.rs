@@ -2,9 +2,9 @@
 //! shared client (timeout, retries for this idempotent GET, circuit breaker).
 //!
 //! A lookup is made on the customer's behalf, with their token (`on_behalf_of`):
-//! inventory-service then rate-limits it as that customer. Anonymous, every customer's lookups from one
-//! order-service pod shared one address's limit, and above about 100 orders a second all
-//! of them got 429 and then 503.
+//! inventory-service then rate-limits it as that customer. Anonymous, every customer's
+//! lookups from one order-service pod shared one address's limit, and above about 100
+//! orders a second all of them got 429 and then 503.
 
 use std::{collections::HashMap, sync::Arc};
 

@@ -40,19 +40,21 @@ pub async fn spawn_app_with_inventory_settings(inventory_extra: &[(&str, &str)])
     let jwks = JwksServer::start().await;
     let broker = TestBroker::start();
     let inventory_db = TestDatabase::create().await;
-    let inventory_settings = inventory_service::Settings::from_source(&ConfigSource::from_pairs([
-        ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
-        ("HTTP_WORKERS", "2".to_owned()),
-        (
-            "DATABASE_URL",
-            inventory_db.url().expose_secret().to_owned(),
-        ),
-        ("USER_SERVICE_URL", jwks.base_url().to_string()),
-        ("JWT_ALLOW_DEV_KEY", "true".to_owned()),
-        ("KAFKA_BROKERS", broker.bootstrap_servers().to_owned()),
-    ]
-    .into_iter()
-    .chain(inventory_extra.iter().map(|(k, v)| (*k, (*v).to_owned())))))
+    let inventory_settings = inventory_service::Settings::from_source(&ConfigSource::from_pairs(
+        [
+            ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
+            ("HTTP_WORKERS", "2".to_owned()),
+            (
+                "DATABASE_URL",
+                inventory_db.url().expose_secret().to_owned(),
+            ),
+            ("USER_SERVICE_URL", jwks.base_url().to_string()),
+            ("JWT_ALLOW_DEV_KEY", "true".to_owned()),
+            ("KAFKA_BROKERS", broker.bootstrap_servers().to_owned()),
+        ]
+        .into_iter()
+        .chain(inventory_extra.iter().map(|(k, v)| (*k, (*v).to_owned()))),
+    ))
     .expect("inventory settings");
     let inventory_running = test_kit::background_app(
         move || inventory_service::Application::build(inventory_settings),
