@@ -11,77 +11,33 @@
 /** The services an order crosses, left to right, as the timeline's `source` names them. */
 export const SAGA_SERVICES = ['order-service', 'inventory-service', 'payment-service'];
 
-/** `kind`: 'step' moves the order forward, 'failure' ends it, 'compensation' undoes. */
+/** type -> [title, note, kind]; `kind`: 'step' moves the order forward, 'failure' ends
+ * it, 'compensation' undoes an earlier step. */
 const STEPS = {
-  'shop.order.placed.v1': () => ({
-    title: 'Order placed',
-    note: 'stored as pending; OrderPlaced published',
-    kind: 'step',
-  }),
-  'shop.inventory.stock-reserved.v1': () => ({
-    title: 'Stock reserved',
-    note: 'every line held for this order',
-    kind: 'step',
-  }),
-  'shop.inventory.stock-rejected.v1': () => ({
-    title: 'Stock rejected',
-    note: 'not every line could be reserved; nothing is held',
-    kind: 'failure',
-  }),
-  'shop.payment.succeeded.v1': () => ({
-    title: 'Payment succeeded',
-    note: 'the order total was charged to the wallet',
-    kind: 'step',
-  }),
-  'shop.payment.failed.v1': () => ({
-    title: 'Payment failed',
-    note: 'the wallet was not charged',
-    kind: 'failure',
-  }),
-  'shop.order.confirmed.v1': () => ({
-    title: 'Order confirmed',
-    note: 'OrderConfirmed: the reservation becomes a sale',
-    kind: 'step',
-  }),
-  // One event, two meanings: after a failed payment order-service publishes it to undo
-  // the reservation; after a customer's cancel it undoes the whole order.
-  'shop.order.cancelled.v1': ({ status }) =>
-    status === 'rejected'
-      ? {
-          title: 'Stock released',
-          note: 'OrderCancelled: inventory-service releases the reservation',
-          kind: 'compensation',
-        }
-      : {
-          title: 'Order cancelled',
-          note: 'OrderCancelled: the stock goes back, a payment is refunded',
-          kind: 'compensation',
-        },
-  'shop.payment.refunded.v1': () => ({
-    title: 'Payment refunded',
-    note: 'the charge went back to the wallet',
-    kind: 'compensation',
-  }),
-  'shop.inventory.stock-released.v1': () => ({
-    title: 'Stock released',
-    note: 'the reservation was given back',
-    kind: 'compensation',
-  }),
+  'shop.order.placed.v1': ['Order placed', 'stored as pending; OrderPlaced published', 'step'],
+  'shop.inventory.stock-reserved.v1': ['Stock reserved', 'every line held for this order', 'step'],
+  'shop.inventory.stock-rejected.v1': ['Stock rejected', 'not every line could be reserved; nothing is held', 'failure'],
+  'shop.payment.succeeded.v1': ['Payment succeeded', 'the order total was charged to the wallet', 'step'],
+  'shop.payment.failed.v1': ['Payment failed', 'the wallet was not charged', 'failure'],
+  'shop.order.confirmed.v1': ['Order confirmed', 'OrderConfirmed: the reservation becomes a sale', 'step'],
+  'shop.order.cancelled.v1': ['Order cancelled', 'OrderCancelled: the stock goes back, a payment is refunded', 'compensation'],
+  'shop.payment.refunded.v1': ['Payment refunded', 'the charge went back to the wallet', 'compensation'],
+  'shop.inventory.stock-released.v1': ['Stock released', 'the reservation was given back', 'compensation'],
 };
+// One event, two meanings: after a failed payment order-service publishes OrderCancelled
+// to undo the reservation (the order stays rejected); after a customer's cancel it undoes
+// the whole order.
+const RELEASE_AFTER_FAILURE = ['Stock released', 'OrderCancelled: inventory-service releases the reservation', 'compensation'];
 
 /** One timeline entry as a step: `{at, service, eventType, status, title, note, kind}`. */
 export function describeStep(entry) {
-  const describe = STEPS[entry.event_type];
-  const known = describe
-    ? describe(entry)
-    : { title: entry.event_type, note: 'an event this page does not know', kind: 'step' };
-  return {
-    at: entry.at,
-    service: entry.source,
-    eventType: entry.event_type,
-    status: entry.status,
-    ...known,
-  };
+  const releases = entry.event_type === 'shop.order.cancelled.v1' && entry.status === 'rejected';
+  const [title, note, kind] = (releases ? RELEASE_AFTER_FAILURE : STEPS[entry.event_type]) ?? [
+    entry.event_type,
+    'an event this page does not know',
+    'step',
+  ];
+  return { at: entry.at, service: entry.source, eventType: entry.event_type, status: entry.status, title, note, kind };
 }
 
 const RESERVED = 'shop.inventory.stock-reserved.v1';

@@ -269,6 +269,7 @@ step('an admin adds stock, creates a product, filters the orders and credits a w
   await page.getByLabel('Amount (USD)').fill('500');
   await page.getByRole('button', { name: 'Credit wallet' }).click();
   await page.getByText(/the balance is \$1,500\.00\.$/).waitFor();
+  await page.screenshot({ path: `${OUTPUT}admin.png`, fullPage: true });
 
   await nav('Catalog').click();
   await page.getByRole('article', { name: 'Limited-edition art print' }).getByText('7 in stock', { exact: true }).waitFor();

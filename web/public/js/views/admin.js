@@ -127,7 +127,7 @@ function stockSection() {
 
 function creditForm() {
   const message = messageArea();
-  const userId = h('input', { name: 'user_id', required: true, autocomplete: 'off', spellcheck: false });
+  const userId = h('input', { name: 'user_id', required: true, autocomplete: 'off', spellcheck: 'false' });
   const amount = h('input', { name: 'amount_cents', required: true, inputmode: 'decimal', pattern: '\\d+(\\.\\d{1,2})?', autocomplete: 'off' });
   // One key per credit the admin means to make: a retry after a lost answer reuses it
   // (payment-service credits once); a change to the form is a new credit.

@@ -1,7 +1,7 @@
 // "My orders" (GET /api/v1/orders): each order's status and reason, kept up to date while
 // any of them is pending, then no more requests (see poll.js).
 
-import { listAll } from '../api.js';
+import { listAll, session } from '../api.js';
 import { h, messageArea, money, replace, shortId, time } from '../dom.js';
 import { poll } from '../poll.js';
 import { describeItems, productsById } from '../products.js';
@@ -42,7 +42,9 @@ export function ordersView(main, { signal }) {
   const rows = new Map();
 
   async function refresh() {
-    const [{ items }, balance] = await Promise.all([listAll('/api/v1/orders', { maxPages: 3 }), walletBalance()]);
+    const [answer, balance] = await Promise.all([listAll('/api/v1/orders', { maxPages: 3 }), walletBalance()]);
+    // An admin's list is everybody's orders (the Admin page shows them); here only theirs.
+    const items = session.isAdmin ? answer.items.filter((order) => order.user_id === session.userId) : answer.items;
     const products = await productsById(items.flatMap((order) => order.items.map((item) => item.product_id)));
     if (signal.aborted) return true;
     list.removeAttribute('aria-busy');
