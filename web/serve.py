@@ -55,6 +55,7 @@ REQUEST_DROPPED = {
     "connection", "keep-alive", "proxy-connection", "proxy-authorization", "te", "trailer",
     "transfer-encoding", "upgrade", "content-length", "host", "forwarded",
     "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id",
+    "expect",  # a 100-continue is answered here (http.server does it) before the body is read
 }
 RESPONSE_DROPPED = {
     "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "te", "trailer",
