@@ -1,4 +1,12 @@
 //! The PostgreSQL pool every service owns, and its migrations.
+//!
+//! TLS is chosen by `DATABASE_URL` alone, libpq-style: `sslmode` (`disable`, `prefer` —
+//! sqlx's default —, `require`, `verify-ca`, `verify-full`) and `sslrootcert` (the CA
+//! file; without it, the Mozilla roots compiled into the binary), plus `sslcert`/`sslkey`
+//! for a client certificate. Production uses `sslmode=verify-full`: the only mode that
+//! checks both that the server's certificate chains to the CA and that it names the host
+//! the URL connects to; `require` encrypts but accepts any certificate, so anyone on the
+//! path can stand in for the database.
 
 use std::time::Instant;
 
@@ -24,11 +32,7 @@ pub async fn connect_and_migrate(
     settings: &DatabaseSettings,
     migrator: &Migrator,
 ) -> anyhow::Result<PgPool> {
-    let options: PgConnectOptions = settings
-        .url
-        .expose_secret()
-        .parse()
-        .context("DATABASE_URL is not a valid PostgreSQL URL")?;
+    let options = connect_options(settings)?;
     let pool_options = PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout);
@@ -67,17 +71,43 @@ pub async fn connect_and_migrate(
 /// Connects without applying migrations: for the operator's commands, which must not
 /// change the schema of a database that a newer or older version of the service serves.
 pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
-    let options: PgConnectOptions = settings
-        .url
-        .expose_secret()
-        .parse()
-        .context("DATABASE_URL is not a valid PostgreSQL URL")?;
+    let options = connect_options(settings)?;
     PgPoolOptions::new()
         .max_connections(2)
         .acquire_timeout(settings.acquire_timeout)
         .connect_with(options)
         .await
         .context("cannot connect to PostgreSQL (DATABASE_URL)")
+}
+
+/// Parses `DATABASE_URL` and checks that the TLS files it names can be read, so that a
+/// wrong path stops the start-up at once, naming the parameter, rather than after the
+/// connect timeout with a TLS error.
+fn connect_options(settings: &DatabaseSettings) -> anyhow::Result<PgConnectOptions> {
+    let url = settings.url.expose_secret();
+    let options: PgConnectOptions = url
+        .parse()
+        .context("DATABASE_URL is not a valid PostgreSQL URL")?;
+    if let Ok(url) = url::Url::parse(url) {
+        const FILE_PARAMETERS: [&str; 7] = [
+            "sslrootcert",
+            "ssl-root-cert",
+            "ssl-ca",
+            "sslcert",
+            "ssl-cert",
+            "sslkey",
+            "ssl-key",
+        ];
+        for (parameter, value) in url.query_pairs() {
+            // sqlx also takes the PEM text itself instead of a path.
+            if FILE_PARAMETERS.contains(&&*parameter) && !value.starts_with("-----BEGIN") {
+                std::fs::File::open(&*value).with_context(|| {
+                    format!("DATABASE_URL names {parameter}={value}, which cannot be read")
+                })?;
+            }
+        }
+    }
+    Ok(options)
 }
 
 /// Whether `error` is a unique-constraint violation of the named constraint (or of any
@@ -96,5 +126,42 @@ pub fn is_check_violation(error: &sqlx::Error, constraint: &str) -> bool {
     match error {
         sqlx::Error::Database(db) if db.is_check_violation() => db.constraint() == Some(constraint),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tls_file_named_in_the_url_that_cannot_be_read_is_refused_before_connecting() {
+        let settings = DatabaseSettings::for_tests(
+            "postgres://app:s3cret@db.internal/app?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem"
+                .to_owned()
+                .into(),
+        );
+        let message = format!(
+            "{:#}",
+            connect_options(&settings).expect_err("a missing CA file")
+        );
+        assert!(
+            message.contains("sslrootcert=/nonexistent/ca.pem"),
+            "{message}"
+        );
+        assert!(
+            !message.contains("s3cret"),
+            "the password stays out: {message}"
+        );
+    }
+
+    #[test]
+    fn a_url_without_tls_files_parses_as_before() {
+        let settings = DatabaseSettings::for_tests(
+            "postgres://app@db.internal/app?sslmode=verify-full"
+                .to_owned()
+                .into(),
+        );
+        let options = connect_options(&settings).expect("valid options");
+        assert_eq!(options.get_host(), "db.internal");
     }
 }

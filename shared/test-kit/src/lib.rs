@@ -13,6 +13,8 @@
 //! - [`Vhost`]: a RabbitMQ virtual host per test.
 //! - [`SettledCheck`]: at the end of a passing test, the service under test published its
 //!   whole outbox and dead-lettered nothing unexpected.
+//! - [`tls`]: a throwaway CA and real TLS listeners (PostgreSQL, RabbitMQ, a TLS terminator
+//!   in front of the Kafka broker) for the transport-security tests.
 
 mod broker;
 mod client;
@@ -22,6 +24,7 @@ pub mod openapi;
 mod proxy;
 mod rabbitmq;
 mod settled;
+pub mod tls;
 pub mod tokens;
 
 pub use broker::{TestBroker, Watcher};

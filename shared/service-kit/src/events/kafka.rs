@@ -18,6 +18,11 @@
 //!   partitions back at once, without waiting for the session of its old self to expire.
 //! - Topics are created at start-up through the admin API when missing, because a
 //!   production broker should not auto-create topics (and some do not).
+//! - Every client (producer, consumers, admin) gets the same transport security from
+//!   `KAFKA_SECURITY_PROTOCOL` and its companions (`security_config`): TLS with the
+//!   broker's certificate and host name verified, SASL PLAIN or SCRAM credentials. A
+//!   broker that anyone on the network can reach without them accepts a forged
+//!   `PaymentSucceeded` from anyone.
 
 use std::{
     collections::{BTreeMap, VecDeque},
@@ -36,16 +41,21 @@ use rdkafka::{
     producer::{FutureProducer, FutureRecord},
     util::Timeout,
 };
+use secrecy::ExposeSecret as _;
 use shop_model::events::topics;
 
-use super::{BusError, DEAD_LETTER_TOPIC, Message, Subscription, settings::KafkaSettings};
+use super::{
+    BusError, DEAD_LETTER_TOPIC, Message, Subscription,
+    settings::{KafkaSecurity, KafkaSecurityProtocol, KafkaSettings, SaslMechanism},
+};
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct KafkaBus {
     producer: FutureProducer,
-    settings: KafkaSettings,
+    /// Shared: every client made later (consumers, admin) is configured from it.
+    settings: Arc<KafkaSettings>,
     client_id: String,
 }
 
@@ -67,6 +77,18 @@ impl KafkaBus {
     /// Creates the producer and makes sure the topics exist. A broker that is down does
     /// not stop the service from starting: the outbox keeps events until it is back.
     pub async fn connect(settings: &KafkaSettings, client_id: &str) -> anyhow::Result<Self> {
+        let security = &settings.security;
+        if security.protocol == KafkaSecurityProtocol::SaslPlaintext
+            && security
+                .sasl
+                .as_ref()
+                .is_some_and(|sasl| sasl.mechanism == SaslMechanism::Plain)
+        {
+            tracing::warn!(
+                "KAFKA_SECURITY_PROTOCOL=sasl_plaintext with KAFKA_SASL_MECHANISM=PLAIN sends the \
+                 password unencrypted: use sasl_ssl"
+            );
+        }
         let producer: FutureProducer = base_config(settings, client_id)
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -76,7 +98,7 @@ impl KafkaBus {
             .create()?;
         let bus = Self {
             producer,
-            settings: settings.clone(),
+            settings: Arc::new(settings.clone()),
             client_id: client_id.to_owned(),
         };
         if let Err(error) = bus.ensure_topics().await {
@@ -274,7 +296,38 @@ fn base_config(settings: &KafkaSettings, client_id: &str) -> ClientConfig {
         .set("bootstrap.servers", &settings.brokers)
         .set("client.id", client_id)
         .set("allow.auto.create.topics", "false");
+    security_config(&mut config, &settings.security);
     config
+}
+
+/// The TLS and SASL properties of a client. The settings were checked when they were read
+/// (a SASL protocol has its credentials, the files exist), so this only translates.
+fn security_config(config: &mut ClientConfig, security: &KafkaSecurity) {
+    config.set("security.protocol", security.protocol.as_str());
+    if security.protocol.uses_tls() {
+        // Both are librdkafka's defaults today; stated so that no default can change them:
+        // the certificate must chain to a trusted CA and name the broker's host.
+        config
+            .set("enable.ssl.certificate.verification", "true")
+            .set("ssl.endpoint.identification.algorithm", "https");
+        // Without a CA file, the system's trust store; `probe` finds it wherever the
+        // image keeps it.
+        config.set(
+            "ssl.ca.location",
+            security.tls.ca_location.as_deref().unwrap_or("probe"),
+        );
+        if let Some(identity) = &security.tls.client_identity {
+            config
+                .set("ssl.certificate.location", &identity.certificate)
+                .set("ssl.key.location", &identity.key);
+        }
+    }
+    if let Some(sasl) = &security.sasl {
+        config
+            .set("sasl.mechanism", sasl.mechanism.as_str())
+            .set("sasl.username", &sasl.username)
+            .set("sasl.password", sasl.password.expose_secret());
+    }
 }
 
 /// Which errors of a send can never succeed as the message is: the relay parks such a
@@ -451,4 +504,171 @@ fn convert(received: &rdkafka::message::BorrowedMessage<'_>) -> (Message, Positi
         offset: received.offset(),
     };
     (message, position)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The client configuration each security setting produces, and that librdkafka takes
+    //! it: creating a client fails when librdkafka lacks the feature a property needs
+    //! ("OpenSSL not available at build time", "SASL SCRAM is not supported"), or cannot
+    //! load a file it names. No Kafka broker with TLS or SASL listeners can run on these
+    //! machines (the in-process mock broker has neither); `tests/transport_security.rs`
+    //! shows TLS against a real TLS listener.
+
+    use rdkafka::producer::BaseProducer;
+
+    use super::*;
+    use crate::{config::ConfigSource, events::EventBusSettings};
+
+    fn settings(pairs: &[(&str, &str)]) -> KafkaSettings {
+        let pairs = [("KAFKA_BROKERS", "127.0.0.1:9")]
+            .into_iter()
+            .chain(pairs.iter().copied());
+        EventBusSettings::from_source(&ConfigSource::from_pairs(pairs))
+            .expect("valid settings")
+            .kafka
+    }
+
+    fn property<'a>(config: &'a ClientConfig, key: &str) -> Option<&'a str> {
+        config.get(key)
+    }
+
+    /// A file with `content`, removed when dropped.
+    struct TempFile(std::path::PathBuf);
+
+    impl TempFile {
+        fn new(content: &str) -> Self {
+            let path = std::env::temp_dir().join(format!("kafka-{}", uuid::Uuid::new_v4()));
+            std::fs::write(&path, content).expect("temp file written");
+            Self(path)
+        }
+
+        fn path(&self) -> &str {
+            self.0.to_str().expect("a UTF-8 temp path")
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn plaintext_sets_no_tls_or_sasl_property() {
+        let config = base_config(&settings(&[]), "test");
+        assert_eq!(property(&config, "security.protocol"), Some("plaintext"));
+        for key in [
+            "ssl.ca.location",
+            "sasl.mechanism",
+            "sasl.username",
+            "sasl.password",
+        ] {
+            assert_eq!(property(&config, key), None, "{key}");
+        }
+        config.create::<BaseProducer>().expect("a plaintext client");
+    }
+
+    #[test]
+    fn every_sasl_protocol_and_mechanism_is_configured_and_taken_by_librdkafka() {
+        for protocol in ["sasl_plaintext", "sasl_ssl"] {
+            for mechanism in ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] {
+                let config = base_config(
+                    &settings(&[
+                        ("KAFKA_SECURITY_PROTOCOL", protocol),
+                        ("KAFKA_SASL_MECHANISM", mechanism),
+                        ("KAFKA_SASL_USERNAME", "order-service"),
+                        ("KAFKA_SASL_PASSWORD", "s3cret"),
+                    ]),
+                    "test",
+                );
+                let case = format!("{protocol} {mechanism}");
+                assert_eq!(
+                    property(&config, "security.protocol"),
+                    Some(protocol),
+                    "{case}"
+                );
+                assert_eq!(
+                    property(&config, "sasl.mechanism"),
+                    Some(mechanism),
+                    "{case}"
+                );
+                assert_eq!(
+                    property(&config, "sasl.username"),
+                    Some("order-service"),
+                    "{case}"
+                );
+                assert_eq!(property(&config, "sasl.password"), Some("s3cret"), "{case}");
+                let tls = protocol == "sasl_ssl";
+                assert_eq!(
+                    property(&config, "ssl.ca.location").is_some(),
+                    tls,
+                    "{case}"
+                );
+                if let Err(error) = config.create::<BaseProducer>() {
+                    panic!("librdkafka refuses {case}: {error}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tls_verifies_the_broker_with_the_system_roots_or_the_ca_file() {
+        let system = base_config(&settings(&[("KAFKA_SECURITY_PROTOCOL", "ssl")]), "test");
+        assert_eq!(property(&system, "security.protocol"), Some("ssl"));
+        assert_eq!(property(&system, "ssl.ca.location"), Some("probe"));
+        assert_eq!(
+            property(&system, "enable.ssl.certificate.verification"),
+            Some("true")
+        );
+        assert_eq!(
+            property(&system, "ssl.endpoint.identification.algorithm"),
+            Some("https")
+        );
+        system.create::<BaseProducer>().expect("an ssl client");
+
+        let pki = test_kit::tls::TestPki::generate();
+        let config = base_config(
+            &settings(&[
+                ("KAFKA_SECURITY_PROTOCOL", "ssl"),
+                ("KAFKA_SSL_CA_LOCATION", &pki.ca_file()),
+                (
+                    "KAFKA_SSL_CERTIFICATE_LOCATION",
+                    &pki.client_certificate_file(),
+                ),
+                ("KAFKA_SSL_KEY_LOCATION", &pki.client_key_file()),
+            ]),
+            "test",
+        );
+        assert_eq!(
+            property(&config, "ssl.ca.location"),
+            Some(pki.ca_file().as_str())
+        );
+        assert_eq!(
+            property(&config, "ssl.certificate.location"),
+            Some(pki.client_certificate_file().as_str())
+        );
+        assert_eq!(
+            property(&config, "ssl.key.location"),
+            Some(pki.client_key_file().as_str())
+        );
+        // librdkafka loads the CA, the certificate and the key when the client is made.
+        config
+            .create::<BaseProducer>()
+            .expect("an ssl client with its files");
+    }
+
+    #[tokio::test]
+    async fn a_ca_file_librdkafka_cannot_load_stops_the_start_up() {
+        let garbage = TempFile::new("not a certificate");
+        let settings = settings(&[
+            ("KAFKA_SECURITY_PROTOCOL", "ssl"),
+            ("KAFKA_SSL_CA_LOCATION", garbage.path()),
+        ]);
+        let Err(error) = KafkaBus::connect(&settings, "test").await else {
+            panic!("a client with an unreadable CA file was created");
+        };
+        let message = format!("{error:#}");
+        assert!(message.contains("ssl.ca.location"), "{message}");
+    }
 }

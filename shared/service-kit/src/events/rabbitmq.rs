@@ -38,6 +38,12 @@
 //! retry later), and the next call after a growing backoff reconnects and declares the
 //! topology again. A receiver whose channel closed fails once and subscribes again on the
 //! next call.
+//!
+//! **TLS.** With an `amqps://` URL the connection is TLS (rustls): the broker's certificate
+//! must chain to the system's trust store or to `AMQP_CA_FILE`, and name the URL's host;
+//! `AMQP_CLIENT_CERT_FILE`/`AMQP_CLIENT_KEY_FILE` add a client certificate for a broker
+//! that requires one. The files are read at every connection, so renewed certificates
+//! are used from the next reconnect on.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -49,11 +55,12 @@ use anyhow::Context as _;
 use futures_util::StreamExt;
 use lapin::{
     Acker, BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer,
-    ExchangeKind,
+    DefaultConnectionBuilder, ExchangeKind,
     options::{
         BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
         ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
     },
+    tcp::{OwnedIdentity, OwnedTLSConfig},
     types::{AMQPValue, FieldTable, ShortString},
 };
 use secrecy::{ExposeSecret, SecretString};
@@ -61,7 +68,8 @@ use shop_model::events::{CONSUMERS, EVENT_TYPES};
 use tokio::{runtime::Handle, sync::Mutex, time::Instant};
 
 use super::{
-    BusError, DEAD_LETTER_TOPIC, Message, Subscription, headers, settings::RabbitMqSettings,
+    BusError, DEAD_LETTER_TOPIC, Message, Subscription, headers,
+    settings::{AmqpTls, RabbitMqSettings},
 };
 
 const EXCHANGE: &str = "shop.events";
@@ -102,6 +110,7 @@ struct Shared {
 /// Where to connect, and the topology to declare there.
 struct Target {
     url: SecretString,
+    tls: AmqpTls,
     client_id: String,
     names: Names,
 }
@@ -158,6 +167,7 @@ impl RabbitBus {
         let runtime = Handle::try_current().context("RabbitMQ needs a tokio runtime")?;
         let target = Target {
             url: settings.url.clone(),
+            tls: settings.tls.clone(),
             client_id: client_id.to_owned(),
             names: Names::new(namespace)?,
         };
@@ -342,17 +352,46 @@ impl Target {
     async fn establish(&self) -> Result<Live, BusError> {
         let properties =
             ConnectionProperties::default().with_connection_name(self.client_id.clone().into());
-        let connection = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            Connection::connect(self.url.expose_secret(), properties),
-        )
-        .await
-        .map_err(|_| BusError::Unavailable(format!("no connection within {CONNECT_TIMEOUT:?}")))?
-        .map_err(unavailable)?;
+        let connect = DefaultConnectionBuilder::new()
+            .map_err(unavailable)?
+            .with_uri_str(self.url.expose_secret().to_owned())
+            .with_properties(properties)
+            .with_tls_config(self.tls_config()?);
+        let connection = tokio::time::timeout(CONNECT_TIMEOUT, connect.connect())
+            .await
+            .map_err(|_| {
+                BusError::Unavailable(format!("no connection within {CONNECT_TIMEOUT:?}"))
+            })?
+            .map_err(unavailable)?;
         let publisher = self.open_publisher(&connection).await?;
         Ok(Live {
             connection,
             publisher,
+        })
+    }
+
+    /// What `amqps://` trusts and presents, read from the files now. Ignored by `amqp://`.
+    fn tls_config(&self) -> Result<OwnedTLSConfig, BusError> {
+        let read = |path: &str| {
+            std::fs::read(path).map_err(|e| BusError::Unavailable(format!("reading {path}: {e}")))
+        };
+        let cert_chain = match &self.tls.ca_file {
+            Some(path) => Some(
+                String::from_utf8(read(path)?)
+                    .map_err(|_| BusError::Unavailable(format!("{path} is not PEM text")))?,
+            ),
+            None => None,
+        };
+        let identity = match &self.tls.client_identity {
+            Some(identity) => Some(OwnedIdentity::PKCS8 {
+                pem: read(&identity.certificate)?,
+                key: read(&identity.key)?,
+            }),
+            None => None,
+        };
+        Ok(OwnedTLSConfig {
+            identity,
+            cert_chain,
         })
     }
 
@@ -671,6 +710,7 @@ mod tests {
         RabbitMqSettings {
             url: url.into(),
             prefetch: 8,
+            tls: AmqpTls::default(),
         }
     }
 
@@ -1176,6 +1216,7 @@ mod tests {
                 settings: RabbitMqSettings {
                     url: uri.to_string().into(),
                     prefetch: target.prefetch,
+                    tls: AmqpTls::default(),
                 },
                 up,
             }
