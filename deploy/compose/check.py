@@ -20,6 +20,11 @@ It asserts the rules the stack is built on, so that an edit cannot quietly break
 5. The Dockerfile's shared dependency layer is cooked for every service compose builds.
 6. The gateway serves the storefront: the folder nginx.conf's `root` names is a read-only
    bind mount of the repository's web/public/, which has an index.html.
+7. Observability: every image is pinned to a version (the helper images built under
+   deploy/compose/ too, in their Dockerfiles); every application service names itself in
+   OTEL_SERVICE_NAME and sends OTLP to a service of the stack; the gateway's tracing
+   exports to one too; Grafana's data sources name services defined in the compose file
+   (Loki's only in the `logs` profile) and every dashboard panel uses one of them.
 
 It reads the stack as compose resolves it (`docker compose config --format json`: anchors,
 defaults and profiles applied), and falls back to reading the YAML with PyYAML when no
@@ -40,6 +45,8 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 NGINX_CONF = ROOT / "deploy/compose/gateway/nginx.conf"
 PROMETHEUS_CONF = ROOT / "deploy/compose/prometheus/prometheus.yml"
 DOCKERFILE = ROOT / "Dockerfile"
+GATEWAY_TRACING = ROOT / "deploy/compose/gateway/otel/tracing.conf"
+GRAFANA = ROOT / "deploy/compose/grafana"
 STOREFRONT = ROOT / "web/public"
 GATEWAY = "gateway"
 
@@ -144,10 +151,102 @@ def bind_mounts(service):
     return mounts
 
 
-def check(stack):
+def built_here(service):
+    """Whether compose builds the service from the repository's Dockerfile (an
+    application), rather than a helper image from its own folder under deploy/compose/."""
+    build = service.get("build")
+    if not build:
+        return False
+    context = build if isinstance(build, str) else build.get("context", ".")
+    return (COMPOSE_FILE.parent / context).resolve() == ROOT
+
+
+def pinned(image):
+    """Whether an image reference names a version: a digest, or a tag other than latest."""
+    if "@sha256:" in image:
+        return True
+    name, _, tag = image.rpartition(":")
+    return bool(name) and "/" not in tag and tag not in ("", "latest")
+
+
+def check_observability(services, app_services, defined):
+    """Rule 7. `defined` holds every service of the compose file, whatever its profile."""
+    problems = []
+    for name, service in sorted(services.items()):
+        build = service.get("build")
+        if build and not built_here(service):
+            context = build if isinstance(build, str) else build.get("context", ".")
+            dockerfile = (COMPOSE_FILE.parent / context).resolve() / (
+                "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile"))
+            for base in re.findall(r"^FROM\s+(\S+)", dockerfile.read_text(), re.M):
+                if not pinned(base):
+                    problems.append(f"{name}: {dockerfile.relative_to(ROOT)} starts FROM {base}, "
+                                    f"which is not pinned to a version")
+        elif not build and service.get("image") and not pinned(service["image"]):
+            problems.append(f"{name}: image {service['image']} is not pinned to a version")
+    for name in sorted(app_services):
+        env = environment(services[name])
+        if env.get("OTEL_SERVICE_NAME") != name:
+            problems.append(f"{name}: OTEL_SERVICE_NAME is {env.get('OTEL_SERVICE_NAME')!r}, "
+                            f"expected {name!r}")
+        endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        if not endpoint or not hosts_in(endpoint) & set(services):
+            problems.append(f"{name}: OTEL_EXPORTER_OTLP_ENDPOINT ({endpoint}) does not name a "
+                            f"service of the stack")
+    if GATEWAY in services and GATEWAY_TRACING.is_file():
+        endpoint = re.search(r"^\s*endpoint\s+([^;\s]+);", GATEWAY_TRACING.read_text(), re.M)
+        host = endpoint.group(1).split("://")[-1].split(":")[0] if endpoint else None
+        if host not in services:
+            problems.append(f"{GATEWAY_TRACING.relative_to(ROOT)}: exports to {host}, which is "
+                            f"not a service of the stack")
+        if bind_mounts(services[GATEWAY]).get("/etc/nginx/otel", (None,))[0] is None:
+            problems.append(f"{GATEWAY}: deploy/compose/gateway/otel is not mounted at "
+                            f"/etc/nginx/otel, where nginx.conf includes it from")
+    datasources = {}
+    for path in sorted((GRAFANA / "provisioning/datasources").glob("*.yaml")):
+        text = path.read_text()
+        for uid, url in re.findall(r"^\s+uid:\s*(\S+)\s*\n(?:\s+\w+:.*\n)*?\s+url:\s*(\S+)",
+                                   text, re.M):
+            datasources[uid] = url
+            host = urlsplit(url).hostname
+            if host not in defined:
+                problems.append(f"{path.relative_to(ROOT)}: data source {uid} points at {host}, "
+                                f"which is not a service of docker-compose.yml")
+    uids = set()
+    for path in sorted((GRAFANA / "dashboards").glob("*.json")):
+        board = json.loads(path.read_text())
+        if board.get("uid") in uids:
+            problems.append(f"{path.relative_to(ROOT)}: uid {board.get('uid')} is used twice")
+        uids.add(board.get("uid"))
+
+        def walk(panels):
+            for panel in panels:
+                walk(panel.get("panels", []))
+                for item in [panel] + panel.get("targets", []):
+                    uid = (item.get("datasource") or {}).get("uid")
+                    if uid and uid not in datasources:
+                        problems.append(f"{path.relative_to(ROOT)}: panel {panel.get('title')!r} "
+                                        f"uses data source {uid}, which is not provisioned")
+        walk(board.get("panels", []))
+    return problems
+
+
+def defined_services(files):
+    """Every service the compose files define, in any profile."""
+    try:
+        import yaml
+    except ImportError:
+        return None
+    names = set()
+    for file in files:
+        names |= set((yaml.safe_load(Path(file).read_text()) or {}).get("services") or {})
+    return names
+
+
+def check(stack, defined=None):
     services = stack["services"]
     problems = []
-    app_services = {name for name, s in services.items() if s.get("build")}
+    app_services = {name for name, s in services.items() if built_here(s)}
     one_shots = {name for name, s in services.items() if str(s.get("restart")) == "no"}
 
     # 1. Restart policies and healthchecks; one-shot jobs are waited for instead.
@@ -215,7 +314,7 @@ def check(stack):
     cook = re.search(r"cargo chef cook(.*?)\n\n", DOCKERFILE.read_text(), re.S)
     cooked = set(re.findall(r"-p\s+([a-z0-9-]+)", cook.group(1))) if cook else set()
     for name, service in sorted(services.items()):
-        build = service.get("build") or {}
+        build = (service.get("build") or {}) if built_here(service) else {}
         package = (build.get("args") or {}).get("SERVICE") if isinstance(build, dict) else None
         if build and not package:
             problems.append(f"{name}: built without a SERVICE build argument")
@@ -239,6 +338,9 @@ def check(stack):
             problems.append(f"{GATEWAY}: the storefront at {root} is not mounted read-only")
     if not (STOREFRONT / "index.html").is_file():
         problems.append("web/public/index.html is missing")
+
+    # 7. Observability.
+    problems += check_observability(services, app_services, defined or set(services))
     return problems
 
 
@@ -251,7 +353,7 @@ def main():
     args = parser.parse_args()
     files = args.file or [COMPOSE_FILE]
     stack = load_stack(files, args.profile)
-    problems = check(stack)
+    problems = check(stack, defined_services(files))
     names = ", ".join(Path(file).name for file in files)
     label = f"{names} (profiles: {', '.join(args.profile) or 'none'})"
     if problems:
