@@ -110,6 +110,23 @@ async function placeOrder() {
   return page.url().split('/').at(-1);
 }
 
+/**
+ * A new account's wallet is opened by an event (UserRegistered) a moment after sign-up;
+ * until then GET /api/v1/wallets/me answers 404, and Chromium logs every 404 as a console
+ * error. So the test waits for the wallet here, outside the page (Node's fetch with the
+ * page's token), before the page first asks for it.
+ */
+async function walletOpened() {
+  const token = await page.evaluate(() => JSON.parse(sessionStorage.getItem('shop.session')).token);
+  const deadline = Date.now() + DEADLINE_MS;
+  for (;;) {
+    const answer = await fetch(new URL('/api/v1/wallets/me', BASE), { headers: { authorization: `Bearer ${token}` } });
+    if (answer.ok) return;
+    assert.ok(Date.now() < deadline, `no wallet after ${DEADLINE_MS} ms: ${answer.status}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 const summary = () => page.getByRole('region', { name: 'Order summary' });
 const saga = () => page.getByRole('list', { name: 'Saga steps, oldest first' });
 
@@ -143,6 +160,7 @@ step('a visitor creates an account, signs out, and signs in again', async () => 
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.getByRole('banner').getByRole('link', { name: 'Sign in' }).waitFor();
   await signIn(customer);
+  await walletOpened();
 });
 
 step('an order is confirmed: order → inventory → payment → order', async () => {

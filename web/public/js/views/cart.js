@@ -6,6 +6,7 @@
 import { ApiError, api, session } from '../api.js';
 import { cart } from '../cart.js';
 import { h, messageArea, money, replace } from '../dom.js';
+import { poll } from '../poll.js';
 import { productsById } from '../products.js';
 import { walletBalance, walletText } from '../wallet.js';
 
@@ -134,6 +135,14 @@ export function cartView(main, { signal, navigate }) {
       products = found;
       balance = wallet;
       render();
+      if (balance !== null) return;
+      // Just signed up: the wallet opens in a moment.
+      const opening = poll(async () => {
+        balance = await walletBalance();
+        if (!signal.aborted && balance !== null) render();
+        return balance !== null;
+      });
+      signal.addEventListener('abort', opening.stop);
     })
     .catch((error) => {
       if (!signal.aborted) message.error(`Prices and stock could not be checked: ${error.message}`);
