@@ -5,7 +5,7 @@ PG_SERVER_URL ?= postgres://postgres@127.0.0.1:5432
 export TEST_DATABASE_URL ?= $(PG_SERVER_URL)/postgres
 SERVICES := user-service order-service payment-service inventory-service
 
-.PHONY: compose-check image-build-check compose-up compose-up-rabbitmq k8s-validate run demo help test lint fmt fmt-check clippy deny openapi contract sqlx-prepare smoke fuzz bench build dev-broker replay-dead-letters browser-test clean
+.PHONY: alerts-check alerts-sync queries-check compose-check image-build-check compose-up compose-up-rabbitmq k8s-validate run demo help test lint fmt fmt-check clippy deny openapi contract sqlx-prepare smoke fuzz bench build dev-broker replay-dead-letters browser-test clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -69,6 +69,18 @@ compose-up: ## The demo stack with Docker (then: make demo)
 compose-up-rabbitmq: ## The demo stack on RabbitMQ instead of Kafka
 	EVENT_BUS=rabbitmq VERSION=$$(git describe --tags --always --dirty) GIT_SHA=$$(git rev-parse HEAD) \
 	  docker compose --profile rabbitmq up --build
+
+alerts-check: ## Check the alert rules: promtool check + unit tests, the Kubernetes copy in sync
+	@command -v promtool >/dev/null || { echo "promtool missing: apt-get install prometheus" >&2; exit 1; }
+	promtool check rules deploy/compose/prometheus/alerts.yml
+	promtool test rules deploy/compose/prometheus/alerts.test.yml
+	python3 k8s/components/prometheus-operator/sync_rules.py --check
+
+alerts-sync: ## Regenerate the Kubernetes PrometheusRule from deploy/compose/prometheus/alerts.yml
+	python3 k8s/components/prometheus-operator/sync_rules.py
+
+queries-check: build ## Every dashboard query and alert on a real Prometheus against the services started here
+	PG_SERVER_URL=$(PG_SERVER_URL) scripts/check-queries.sh
 
 k8s-validate: ## Render the Kubernetes manifests and validate them offline (schemas + k8s/check.py)
 	bash k8s/validate.sh
