@@ -139,8 +139,9 @@ async function sagaTitles() {
   return saga().locator('.step-title').allTextContents();
 }
 
+/** The text of the saga card titled `title` (once it is there). */
 async function stepOf(title) {
-  const item = saga().getByRole('listitem').filter({ hasText: title });
+  const item = saga().getByRole('listitem').filter({ has: page.getByText(title, { exact: true }) });
   await item.waitFor();
   return item.textContent();
 }

@@ -32,21 +32,19 @@ export function cartView(main, { signal, navigate }) {
   let products = new Map();
   let balance;
 
-  const render = () => {
-    // The table is rebuilt on each change; keep the keyboard focus where it was.
-    const focused = content.contains(document.activeElement) ? document.activeElement.getAttribute('aria-label') : null;
-    draw();
-    if (focused) content.querySelector(`[aria-label="${CSS.escape(focused)}"]`)?.focus();
-  };
+  // The table is built when lines come or go; prices, stock and totals are updated in
+  // place, so that an answer arriving while someone types a quantity does not undo it.
+  let update = () => {};
 
-  const draw = () => {
+  const render = () => {
     if (cart.lines.length === 0) {
       replace(content, h('p', {}, 'Your cart is empty. ', h('a', { href: '#/' }, 'Browse the catalog'), '.'));
+      update = () => {};
       return;
     }
+    const price = (line) => products.get(line.product_id)?.price_cents ?? line.price_cents;
     const rows = cart.lines.map((line) => {
-      const product = products.get(line.product_id);
-      const price = product?.price_cents ?? line.price_cents;
+      const cells = { price: h('td', { class: 'number' }), subtotal: h('td', { class: 'number' }), warning: h('span', {}) };
       const quantity = h('input', {
         type: 'number',
         min: '1',
@@ -54,34 +52,31 @@ export function cartView(main, { signal, navigate }) {
         inputmode: 'numeric',
         value: String(line.quantity),
         'aria-label': `Quantity of ${line.name}`,
-        onchange: (event) => {
+        oninput: (event) => {
           const value = Number.parseInt(event.target.value, 10);
           if (Number.isInteger(value) && value > 0) cart.setQuantity(line.product_id, value);
-          render();
+          update();
         },
       });
-      const warning =
-        product && line.quantity > product.available
-          ? h('p', { class: 'warning' }, `Only ${product.available} in stock: inventory-service will reject this order (out_of_stock).`)
-          : null;
-      return h(
+      const remove = () => {
+        cart.remove(line.product_id);
+        render();
+        content.querySelector('input, a')?.focus();
+      };
+      const row = h(
         'tr',
         {},
-        h('th', { scope: 'row' }, line.name, warning),
-        h('td', { class: 'number' }, money(price)),
+        h('th', { scope: 'row' }, line.name, cells.warning),
+        cells.price,
         h('td', {}, quantity),
-        h('td', { class: 'number' }, money(price * line.quantity)),
-        h('td', {}, h('button', { type: 'button', class: 'link', 'aria-label': `Remove ${line.name}`, onclick: () => { cart.remove(line.product_id); render(); } }, 'Remove')),
+        cells.subtotal,
+        h('td', {}, h('button', { type: 'button', class: 'link', 'aria-label': `Remove ${line.name}`, onclick: remove }, 'Remove')),
       );
+      return { line, row, cells };
     });
-    const total = cart.lines.reduce(
-      (sum, line) => sum + (products.get(line.product_id)?.price_cents ?? line.price_cents) * line.quantity,
-      0,
-    );
-    const funds =
-      typeof balance === 'number' && total > balance
-        ? h('p', { class: 'warning' }, `More than your wallet holds: payment-service will reject this order (insufficient_funds).`)
-        : null;
+    const total = h('td', { class: 'number' });
+    const wallet = h('p', { class: 'wallet' });
+    const funds = h('div', {});
     const button = h('button', { type: 'button', class: 'primary', onclick: () => submit(button) }, 'Place order');
     replace(
       content,
@@ -90,15 +85,36 @@ export function cartView(main, { signal, navigate }) {
         { class: 'cart' },
         h('caption', { class: 'visually-hidden' }, 'Cart lines'),
         h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Product'), h('th', { scope: 'col' }, 'Price'), h('th', { scope: 'col' }, 'Quantity'), h('th', { scope: 'col' }, 'Subtotal'), h('td', {}))),
-        h('tbody', {}, rows),
-        h('tfoot', {}, h('tr', {}, h('th', { scope: 'row', colspan: '3' }, 'Total'), h('td', { class: 'number' }, money(total)), h('td', {}))),
+        h('tbody', {}, rows.map((r) => r.row)),
+        h('tfoot', {}, h('tr', {}, h('th', { scope: 'row', colspan: '3' }, 'Total'), total, h('td', {}))),
       ),
-      session.token
-        ? h('p', { class: 'wallet' }, balance === undefined ? '' : walletText(balance))
-        : h('p', {}, h('a', { href: '#/signin?next=%2Fcart' }, 'Sign in'), ' to place your order.'),
+      session.token ? wallet : h('p', {}, h('a', { href: '#/signin?next=%2Fcart' }, 'Sign in'), ' to place your order.'),
       funds,
       h('div', { class: 'actions' }, button),
     );
+    update = () => {
+      for (const { line, cells } of rows) {
+        const product = products.get(line.product_id);
+        cells.price.textContent = money(price(line));
+        cells.subtotal.textContent = money(price(line) * line.quantity);
+        replace(
+          cells.warning,
+          product && line.quantity > product.available
+            ? h('p', { class: 'warning' }, `Only ${product.available} in stock: inventory-service will reject this order (out_of_stock).`)
+            : null,
+        );
+      }
+      const sum = cart.lines.reduce((cents, line) => cents + price(line) * line.quantity, 0);
+      total.textContent = money(sum);
+      wallet.textContent = balance === undefined ? '' : walletText(balance);
+      replace(
+        funds,
+        typeof balance === 'number' && sum > balance
+          ? h('p', { class: 'warning' }, 'More than your wallet holds: payment-service will reject this order (insufficient_funds).')
+          : null,
+      );
+    };
+    update();
   };
 
   async function submit(button) {
@@ -134,12 +150,12 @@ export function cartView(main, { signal, navigate }) {
       if (signal.aborted) return;
       products = found;
       balance = wallet;
-      render();
+      update();
       if (balance !== null) return;
       // Just signed up: the wallet opens in a moment.
       const opening = poll(async () => {
         balance = await walletBalance();
-        if (!signal.aborted && balance !== null) render();
+        if (!signal.aborted) update();
         return balance !== null;
       });
       signal.addEventListener('abort', opening.stop);
