@@ -9,7 +9,8 @@
 //!   (and the work behind them) say nothing about which e-mails have an account.
 //! - **Per client address** (an IPv4 address, or an IPv6 /64: one host usually owns a whole
 //!   /64): `LOGIN_MAX_ATTEMPTS_PER_MINUTE_PER_ADDRESS` logins, whatever the account or the
-//!   outcome, and `SIGNUP_MAX_PER_HOUR_PER_ADDRESS` sign-ups.
+//!   outcome, and `SIGNUP_MAX_PER_HOUR_PER_ADDRESS` valid sign-ups (a taken e-mail
+//!   counts: the 409 tells which e-mails have an account).
 //!
 //! The counts live in PostgreSQL (`attempt_windows`), one fixed window per key, counted by
 //! one atomic upsert: a limit holds however many replicas serve the traffic and across
@@ -62,8 +63,8 @@ impl Limits {
         conn: &mut PgConnection,
         address: Option<IpAddr>,
     ) -> Result<(), UserError> {
-        let key = format!("login-from:{}", address_key(address));
         let max = self.settings.login_attempts_per_address;
+        let key = address_key("login-from", address);
         count(conn, &key, LOGIN_WINDOW, max, "login per address").await
     }
 
@@ -99,8 +100,8 @@ impl Limits {
         conn: &mut PgConnection,
         address: Option<IpAddr>,
     ) -> Result<(), UserError> {
-        let key = format!("signup-from:{}", address_key(address));
         let max = self.settings.signups_per_address;
+        let key = address_key("signup-from", address);
         count(conn, &key, SIGNUP_WINDOW, max, "sign-up per address").await
     }
 }
@@ -109,8 +110,12 @@ fn account_key(email: &Email) -> String {
     format!("login:{email}")
 }
 
-fn address_key(address: Option<IpAddr>) -> String {
-    address.map_or_else(|| "unknown".to_owned(), |a| a.to_string())
+/// `prefix:address`; requests whose peer is unknown share `prefix:unknown`.
+fn address_key(prefix: &str, address: Option<IpAddr>) -> String {
+    match address {
+        Some(address) => format!("{prefix}:{address}"),
+        None => format!("{prefix}:unknown"),
+    }
 }
 
 /// Counts an attempt against `key`: `Err(TooManyAttempts)` when it is beyond the `max`

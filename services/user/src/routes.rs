@@ -56,14 +56,14 @@ async fn register(
     context: RequestContext,
     body: web::Json<RegisterUser>,
 ) -> Result<HttpResponse, ApiError> {
-    // Every attempt counts, the invalid and the taken ones too: sign-up is also a way to
-    // probe which e-mails have an account (409).
+    let new_user = NewUser::try_from(body.into_inner())?;
+    // Every valid attempt counts, before its hash is paid for, the ones that find the
+    // e-mail taken too: sign-up is also a way to probe which e-mails have an account (409).
     let mut conn = pool.acquire().await.map_err(UserError::from)?;
     limits
         .signup_from(&mut conn, limits.address(&request))
         .await?;
     drop(conn);
-    let new_user = NewUser::try_from(body.into_inner())?;
     let hash = passwords.hash(new_user.password.secret().clone()).await?;
     let id = UserId::new();
     // The account and its UserRegistered event commit together (transactional outbox):

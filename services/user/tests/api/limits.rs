@@ -167,10 +167,18 @@ async fn sign_ups_from_one_address_are_limited_per_hour() {
     sign_up_from(&app, "198.51.100.7", "one@example.com")
         .await
         .assert_status(201);
-    // A refused sign-up counts too: sign-up also tells which e-mails are taken.
+    // An e-mail found taken counts too (sign-up also tells which e-mails have an
+    // account); an invalid request does not.
     sign_up_from(&app, "198.51.100.7", "one@example.com")
         .await
         .assert_status(409);
+    app.api
+        .post("/api/v1/users")
+        .header("x-forwarded-for", "198.51.100.7")
+        .json(&serde_json::json!({ "email": "not-an-email", "password": "password123", "name": "Sam" }))
+        .send()
+        .await
+        .assert_status(422);
 
     let limited = sign_up_from(&app, "198.51.100.7", "two@example.com").await;
 

@@ -3,7 +3,7 @@
 
 use std::{
     io::{BufRead, BufReader, Read},
-    process::{Child, Command, ExitStatus, Stdio},
+    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -22,18 +22,31 @@ fn user_service(env: &[(&str, &str)]) -> Child {
         .expect("starting user-service")
 }
 
-/// Its exit status, if it exits within `deadline`; killed otherwise.
-fn exit_within(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
+/// What user-service, started with only `env`, says on stderr as it refuses to start: it
+/// must exit, unsuccessfully, within ten seconds (it is killed otherwise).
+fn refusal(env: &[(&str, &str)]) -> String {
+    let mut child = user_service(env);
     let started = Instant::now();
-    while started.elapsed() < deadline {
+    let status = loop {
         if let Some(status) = child.try_wait().expect("waiting for user-service") {
-            return Some(status);
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("user-service still runs after 10 s");
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    None
+    };
+    assert!(!status.success(), "{status}");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    stderr
 }
 
 /// Kills the child when the test ends, however it ends.
@@ -50,18 +63,9 @@ impl Drop for Killed {
 async fn started_with_only_database_url_it_exits_at_once_naming_jwt_signing_key() {
     let database = TestDatabase::create().await;
     let url = database.url().expose_secret().to_owned();
-    let mut child = user_service(&[("DATABASE_URL", &url)]);
 
-    let status = exit_within(&mut child, Duration::from_secs(10)).expect("it exits at once");
+    let stderr = refusal(&[("DATABASE_URL", &url)]);
 
-    assert!(!status.success(), "{status}");
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut stderr)
-        .expect("read stderr");
     for name in [
         "JWT_SIGNING_KEY ",
         "JWT_SIGNING_KEY_FILE",
@@ -85,21 +89,12 @@ async fn started_with_only_database_url_it_exits_at_once_naming_jwt_signing_key(
 async fn given_the_development_key_without_the_flag_it_refuses_to_start() {
     let database = TestDatabase::create().await;
     let url = database.url().expose_secret().to_owned();
-    let mut child = user_service(&[
+
+    let stderr = refusal(&[
         ("DATABASE_URL", &url),
         ("JWT_SIGNING_KEY", service_kit::auth::DEV_SIGNING_KEY),
     ]);
 
-    let status = exit_within(&mut child, Duration::from_secs(10)).expect("it exits at once");
-
-    assert!(!status.success(), "{status}");
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut stderr)
-        .expect("read stderr");
     assert!(stderr.contains("development key"), "{stderr}");
     assert!(stderr.contains("JWT_ALLOW_DEV_KEY=true"), "{stderr}");
 }
