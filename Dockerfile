@@ -27,17 +27,22 @@ FROM lukemathwalker/cargo-chef:0.1.77-rust-1.95-slim-trixie AS chef
 # - rdkafka-sys compiles the bundled librdkafka with its own `./configure` (bash) and
 #   `make`, including its C++ wrapper, hence make and g++. No cmake: that is only for the
 #   crate's non-default `cmake-build` feature. python3 is optional (a linker script).
+# - librdkafka is built with TLS and SASL (PLAIN, SCRAM) against Debian's OpenSSL:
+#   libssl-dev, found through pkg-config. At run time it needs libssl3, which the
+#   distroless image below ships (and Debian's security updates reach it with the base
+#   image, without a rebuild of the binary).
 # - aws-lc-sys, zstd-sys and libz-sys compile C with gcc; no cmake, perl, Go or NASM on
 #   Linux.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends g++ make \
+    && apt-get install -y --no-install-recommends g++ make libssl-dev pkg-config \
     && rm -rf /var/lib/apt/lists/*
 
 # SQLX_OFFLINE: queries are checked against the committed .sqlx/ data, so the build needs
 # no database (.cargo/config.toml says so too; an image build must not depend on it).
 # LIBZ_SYS_STATIC: link zlib (used by librdkafka) statically, so the binary needs nothing
-# but glibc and libgcc at run time — the distroless image has no libz.so.1.
+# but glibc, libgcc and OpenSSL's libssl3 at run time — all in the distroless image, which
+# has no libz.so.1.
 ENV SQLX_OFFLINE=true \
     LIBZ_SYS_STATIC=1 \
     CARGO_TERM_COLOR=never
@@ -71,8 +76,8 @@ RUN test -n "$SERVICE" \
     && install -D -m 0755 "target/release/$SERVICE" /out/service
 
 # ---------------------------------------------------------------------------------------
-# Runtime: distroless "cc" — glibc, libgcc, CA certificates, tzdata and nothing else: no
-# shell, no package manager, no curl. The `nonroot` variant runs as uid 65532.
+# Runtime: distroless "cc" — glibc, libgcc, OpenSSL (libssl3), CA certificates, tzdata and
+# nothing else: no shell, no package manager, no curl. The `nonroot` variant runs as uid 65532.
 FROM gcr.io/distroless/cc-debian13:nonroot AS runtime
 
 # One fixed path whatever the service, so compose and Kubernetes say the same thing for

@@ -17,7 +17,8 @@ Renders the kustomize base, the overlays and the mTLS components with `kubectl k
   development key identical to config/dev/ and allowed (JWT_ALLOW_DEV_KEY=true) in every
   service;
 - prod: 3 to 10 replicas, PDB minAvailable 2, required anti-affinity, no generated Secret,
-  JSON logs, pinned images, egress to the managed datastores, never JWT_ALLOW_DEV_KEY;
+  JSON logs, pinned images, egress to the managed datastores, never JWT_ALLOW_DEV_KEY,
+  Kafka over TLS (KAFKA_SECURITY_PROTOCOL ssl or sasl_ssl);
 - components: the mesh annotations or labels on the four services only; their renderings
   also pass `kubernetes-validate --strict` (the overlays' schema validation is the
   render-and-validate loop of .ci/run and the GitHub workflow);
@@ -548,6 +549,9 @@ def check_prod(objs: list[dict]) -> None:
               f"image {image} must be pinned to a tag or digest")
         config = [s["configMapRef"]["name"] for s in spec["containers"][0]["envFrom"]]
         check(config_value(objs, config[0], "LOG_FORMAT") == "json", where, "LOG_FORMAT must be json")
+        check(config_value(objs, config[0], "KAFKA_SECURITY_PROTOCOL") in ("ssl", "sasl_ssl"), where,
+              "KAFKA_SECURITY_PROTOCOL must be ssl or sasl_ssl: a broker that takes plaintext "
+              "takes forged events from anyone who reaches it")
         check(dev_key_allowed(objs, service) in (None, "false"), where,
               "JWT_ALLOW_DEV_KEY must not be set: anyone can sign tokens with the public "
               "development key")
