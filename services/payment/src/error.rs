@@ -17,6 +17,10 @@ pub enum PaymentError {
     /// failed, so the surrounding transaction must be rolled back.
     #[error("the new balance would exceed the largest balance a wallet can hold")]
     BalanceOverflow,
+    #[error("this Idempotency-Key was used for a different request")]
+    IdempotencyKeyReused,
+    #[error("invalid Idempotency-Key header: {0}")]
+    InvalidIdempotencyKey(&'static str),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -29,7 +33,10 @@ impl From<PaymentError> for ApiError {
             PaymentError::AmountNotPositive => {
                 Self::validation("amount_cents", "must be greater than zero")
             }
-            PaymentError::BalanceOverflow => Self::Unprocessable(error.to_string()),
+            PaymentError::BalanceOverflow | PaymentError::IdempotencyKeyReused => {
+                Self::Unprocessable(error.to_string())
+            }
+            PaymentError::InvalidIdempotencyKey(_) => Self::BadRequest(error.to_string()),
             PaymentError::Database(e) => e.into(),
         }
     }
@@ -44,7 +51,9 @@ impl From<PaymentError> for HandlerError {
             PaymentError::Database(e) => Self::Transient(e.into()),
             PaymentError::WalletNotFound
             | PaymentError::AmountNotPositive
-            | PaymentError::BalanceOverflow => Self::Permanent(error.into()),
+            | PaymentError::BalanceOverflow
+            | PaymentError::IdempotencyKeyReused
+            | PaymentError::InvalidIdempotencyKey(_) => Self::Permanent(error.into()),
         }
     }
 }

@@ -3,9 +3,11 @@
 //! [`wallets`] holds the operations that move money. They take the caller's connection, so
 //! that the event consumers can make each one part of the transaction that also records
 //! the event handled and the event published. [`PaymentSaga`] is that consumer: this
-//! service's steps of the order saga.
+//! service's steps of the order saga. Every change of a balance is a row of the
+//! append-only wallet [`ledger`].
 
 mod error;
+pub mod ledger;
 mod repository;
 mod routes;
 mod saga;

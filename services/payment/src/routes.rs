@@ -2,9 +2,11 @@
 //!
 //! Money moves here only when an admin credits a wallet. Charges and refunds are the
 //! saga's business: the event consumers call [`crate::wallets`], and this API shows their
-//! results.
+//! results, and every movement in a wallet's ledger.
 
-use actix_web::{get, post, web};
+use std::future::{Ready, ready};
+
+use actix_web::{FromRequest, HttpRequest, HttpResponse, dev::Payload, get, post, web};
 use serde::Deserialize;
 use service_kit::{
     ApiError, Problem,
@@ -19,7 +21,12 @@ use sqlx::PgPool;
 use utoipa::IntoParams;
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use crate::{error::PaymentError, repository, wallets};
+use crate::{
+    error::PaymentError,
+    ledger::LedgerEntry,
+    repository,
+    wallets::{self, AdminCredit, Credited},
+};
 
 pub fn configure(config: &mut ServiceConfig) {
     config
@@ -27,6 +34,7 @@ pub fn configure(config: &mut ServiceConfig) {
         .service(my_wallet)
         .service(get_wallet)
         .service(credit_wallet)
+        .service(wallet_ledger)
         .service(list_payments);
 }
 
@@ -83,21 +91,31 @@ async fn find_wallet(pool: &PgPool, user_id: UserId) -> Result<Wallet, ApiError>
 
 /// Add money to a wallet (admins only).
 ///
-/// Answers the wallet with its new balance.
+/// Answers the wallet with its new balance. The credit is a row of the wallet's ledger.
+///
+/// Send an `Idempotency-Key` header (any unique string, at most 255 characters) to make
+/// retries safe, as for `POST /api/v1/orders`: the same key with the same wallet and amount
+/// credits once and answers the same balance every time (with `Idempotent-Replayed: true`
+/// on the repeats); the same key for another wallet or amount is refused with 422. Keys
+/// are scoped to the admin who sends them.
 #[utoipa::path(
     tag = "wallets",
     security(("bearer" = [])),
-    params(("user_id" = UserId, Path, description = "The wallet owner's user id")),
+    params(
+        ("user_id" = UserId, Path, description = "The wallet owner's user id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries of this request safe"),
+    ),
     request_body = CreditWallet,
     responses(
-        (status = 200, description = "The wallet with its new balance", body = Wallet),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The wallet with its new balance (for a replay, the balance the first request left)", body = Wallet,
+            headers(("Idempotent-Replayed" = String, description = "`true` when an earlier request with this Idempotency-Key made the credit"))),
+        (status = 400, description = "Malformed JSON or Idempotency-Key", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The caller is not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The user has no wallet", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`amount_cents` is not positive, or the new balance would be too large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`amount_cents` is not positive, the new balance would be too large, or an Idempotency-Key reused for another request", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/api/v1/wallets/{user_id}/credit")]
@@ -106,15 +124,98 @@ async fn credit_wallet(
     pool: web::Data<PgPool>,
     admin: Admin,
     user_id: web::Path<UserId>,
+    key: IdempotencyKey,
     body: web::Json<CreditWallet>,
-) -> Result<web::Json<Wallet>, ApiError> {
+) -> Result<HttpResponse, ApiError> {
     let amount = Cents::positive(body.amount_cents)
         .map_err(|e| ApiError::validation("amount_cents", e.to_string()))?;
+    let request = AdminCredit {
+        user_id: user_id.into_inner(),
+        amount,
+        admin_id: admin.0.user_id,
+        idempotency_key: key.0.as_deref(),
+    };
     let mut conn = pool.acquire().await.map_err(PaymentError::from)?;
-    let wallet = wallets::credit(&mut conn, user_id.into_inner(), amount)
-        .await?
-        .ok_or(PaymentError::WalletNotFound)?;
-    Ok(web::Json(wallet))
+    let Credited { wallet, replayed } = wallets::credit(&mut conn, &request).await?;
+    let mut response = HttpResponse::Ok();
+    if replayed {
+        // Tells a client (and an operator reading logs) that no money moved this time.
+        response.insert_header(("Idempotent-Replayed", "true"));
+    }
+    Ok(response.json(wallet))
+}
+
+/// The `Idempotency-Key` header of a request, if it has one: 1 to 255 visible ASCII
+/// characters, or the request is refused with 400 (never silently treated as absent).
+struct IdempotencyKey(Option<String>);
+
+impl FromRequest for IdempotencyKey {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(
+            parse_idempotency_key(request)
+                .map(Self)
+                .map_err(ApiError::from),
+        )
+    }
+}
+
+fn parse_idempotency_key(request: &HttpRequest) -> Result<Option<String>, PaymentError> {
+    let Some(value) = request.headers().get("Idempotency-Key") else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| PaymentError::InvalidIdempotencyKey("must be visible ASCII"))?
+        .trim();
+    if value.is_empty() || value.len() > 255 {
+        return Err(PaymentError::InvalidIdempotencyKey(
+            "must be 1 to 255 characters",
+        ));
+    }
+    Ok(Some(value.to_owned()))
+}
+
+/// Every change of a wallet's balance, oldest first (admins only).
+///
+/// The opening credit, admin credits, and the charges and refunds of orders; the balance
+/// is the sum of the amounts. Each entry shows the balance it left. Rows are never changed
+/// or deleted.
+#[utoipa::path(
+    tag = "wallets",
+    security(("bearer" = [])),
+    params(
+        ("user_id" = UserId, Path, description = "The wallet owner's user id"),
+        PageParams,
+    ),
+    responses(
+        (status = 200, description = "One page of the wallet's ledger, oldest first", body = Page<LedgerEntry>),
+        (status = 400, description = "Malformed query string", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller is not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The user has no wallet", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`limit` or `cursor` is invalid", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/api/v1/wallets/{user_id}/ledger")]
+#[tracing::instrument(skip_all, fields(user_id = %user_id))]
+async fn wallet_ledger(
+    pool: web::Data<PgPool>,
+    _admin: Admin,
+    user_id: web::Path<UserId>,
+    page: web::Query<PageParams>,
+) -> Result<web::Json<Page<LedgerEntry>>, ApiError> {
+    let user_id = user_id.into_inner();
+    let page = PageRequest::try_from(&*page)?;
+    // An unknown wallet is 404, not an empty page.
+    find_wallet(&pool, user_id).await?;
+    let mut conn = pool.acquire().await.map_err(PaymentError::from)?;
+    let rows = repository::list_ledger(&mut conn, user_id, page)
+        .await
+        .map_err(PaymentError::from)?;
+    Ok(web::Json(into_page(rows, page, |entry| entry.id)))
 }
 
 /// `?order_id=` of `GET /api/v1/payments`. Read as text so that a missing or malformed id

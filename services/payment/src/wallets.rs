@@ -10,16 +10,20 @@
 //! process: a conditional UPDATE never takes more than the balance (and a CHECK refuses a
 //! negative one), and the unique (order_id, kind) constraint admits one charge and one
 //! refund per order. Repeats are not errors; they answer with what was done the first time.
+//!
+//! Every change of a balance also writes its row of the wallet ledger ([`crate::ledger`]),
+//! in the same statement as the change (see [`crate::repository`]): a balance is always
+//! the sum of its ledger rows.
 
 use shop_model::{
-    Cents, OrderId, UserId,
+    Cents, OrderId, PaymentId, UserId,
     api::{Payment, PaymentKind, Wallet},
 };
 use sqlx::{Connection, PgConnection};
 
 use crate::{
     error::PaymentError,
-    repository::{self, NewPayment},
+    repository::{self, Charge, Credit, NewPayment},
 };
 
 /// Opens the wallet of a new user with `initial_credit`. Returns `true` if it was opened,
@@ -38,24 +42,108 @@ pub async fn open_wallet(
     Ok(opened)
 }
 
-/// Adds `amount` to a wallet and returns it with the new balance; `None` when the user has
-/// no wallet.
+/// An admin's credit of a wallet (`POST /api/v1/wallets/{user_id}/credit`).
+#[derive(Debug, Clone, Copy)]
+pub struct AdminCredit<'a> {
+    /// The wallet's owner.
+    pub user_id: UserId,
+    pub amount: Cents,
+    /// The admin who asks for it.
+    pub admin_id: UserId,
+    /// The request's `Idempotency-Key`, if it had one.
+    pub idempotency_key: Option<&'a str>,
+}
+
+/// What [`credit`] did.
+#[derive(Debug, Clone)]
+pub struct Credited {
+    /// The wallet with the balance the credit left.
+    pub wallet: Wallet,
+    /// `true` when the admin's key had already credited this: nothing changed now, and
+    /// `wallet` is what the first request answered.
+    pub replayed: bool,
+}
+
+/// Adds an admin's amount to a wallet and returns it with the new balance.
+///
+/// With an idempotency key, like `POST /orders`: the same admin, key and request (wallet
+/// and amount) credit once, and every repeat answers what the first one did; the key used
+/// for another request is refused. The ledger row of the credit stores the key, so the
+/// check and the credit are one fact: a concurrent request with the same key waits at
+/// the key's unique index until the first commits, then finds it taken, rolls back its own
+/// credit and answers the first one.
 ///
 /// # Errors
-/// [`PaymentError::AmountNotPositive`] for a zero amount, and
-/// [`PaymentError::BalanceOverflow`] when the balance would pass `i64::MAX` cents.
-#[tracing::instrument(skip_all, fields(user_id = %user_id, amount_cents = amount.get()))]
+/// [`PaymentError::AmountNotPositive`] for a zero amount, [`PaymentError::WalletNotFound`]
+/// when the user has no wallet, [`PaymentError::IdempotencyKeyReused`] for a key used for
+/// another request, and [`PaymentError::BalanceOverflow`] when the balance would pass
+/// `i64::MAX` cents.
+#[tracing::instrument(skip_all, fields(user_id = %request.user_id, amount_cents = request.amount.get()))]
 pub async fn credit(
     conn: &mut PgConnection,
-    user_id: UserId,
-    amount: Cents,
-) -> Result<Option<Wallet>, PaymentError> {
-    require_positive(amount)?;
-    let wallet = add_to_balance(conn, user_id, amount).await?;
-    if let Some(wallet) = &wallet {
-        tracing::info!(balance_cents = wallet.balance_cents, "wallet credited");
+    request: &AdminCredit<'_>,
+) -> Result<Credited, PaymentError> {
+    require_positive(request.amount)?;
+    if let Some(done) = replay(conn, request).await? {
+        return Ok(done);
     }
-    Ok(wallet)
+    // A transaction (a savepoint in the caller's), so that a lost race for the key can be
+    // rolled back and answered with the winner's credit.
+    let mut savepoint = conn.begin().await?;
+    let credit = Credit::Admin {
+        credited_by: request.admin_id,
+        idempotency_key: request.idempotency_key,
+    };
+    let credited =
+        repository::add_to_balance(&mut savepoint, request.user_id, request.amount, credit).await;
+    match credited {
+        Ok(Some(wallet)) => {
+            savepoint.commit().await?;
+            tracing::info!(balance_cents = wallet.balance_cents, "wallet credited");
+            Ok(Credited {
+                wallet,
+                replayed: false,
+            })
+        }
+        Ok(None) => Err(PaymentError::WalletNotFound),
+        Err(e)
+            if service_kit::db::is_unique_violation(
+                &e,
+                Some(repository::IDEMPOTENCY_KEY_INDEX),
+            ) =>
+        {
+            savepoint.rollback().await?;
+            replay(conn, request)
+                .await?
+                .ok_or(PaymentError::Database(sqlx::Error::RowNotFound))
+        }
+        Err(e) => Err(balance_error(e)),
+    }
+}
+
+/// What the admin's key credited before, if the request has a key that was used.
+async fn replay(
+    conn: &mut PgConnection,
+    request: &AdminCredit<'_>,
+) -> Result<Option<Credited>, PaymentError> {
+    let Some(key) = request.idempotency_key else {
+        return Ok(None);
+    };
+    let Some(first) = repository::find_admin_credit(conn, request.admin_id, key).await? else {
+        return Ok(None);
+    };
+    // The ledger row is the stored request: the wallet and the amount are all a credit asks.
+    if first.user_id != request.user_id || first.amount_cents != request.amount.get() {
+        return Err(PaymentError::IdempotencyKeyReused);
+    }
+    tracing::info!("idempotent replay");
+    Ok(Some(Credited {
+        wallet: Wallet {
+            user_id: first.user_id,
+            balance_cents: first.balance_after_cents,
+        },
+        replayed: true,
+    }))
 }
 
 /// What [`charge`] did.
@@ -92,7 +180,11 @@ pub async fn charge(
     // debit below must be undone if a concurrent charge of this order records its payment
     // first, without undoing what the caller did before.
     let mut savepoint = conn.begin().await?;
-    if repository::subtract_from_balance_if_covered(&mut savepoint, user_id, amount)
+    let charge = Charge {
+        order_id,
+        payment_id: PaymentId::new(),
+    };
+    if repository::subtract_from_balance_if_covered(&mut savepoint, user_id, amount, charge)
         .await?
         .is_none()
     {
@@ -111,6 +203,7 @@ pub async fn charge(
         });
     }
     let payment = NewPayment {
+        id: charge.payment_id,
         order_id,
         user_id,
         kind: PaymentKind::Charge,
@@ -165,6 +258,7 @@ pub async fn refund(
     // The insert is where two refunds of one order meet: the second waits for the first
     // transaction to commit and then inserts nothing.
     let refund = NewPayment {
+        id: PaymentId::new(),
         order_id,
         user_id: charged.user_id,
         kind: PaymentKind::Refund,
@@ -176,8 +270,13 @@ pub async fn refund(
         let existing = existing_payment(conn, order_id, PaymentKind::Refund).await?;
         return Ok(RefundOutcome::AlreadyRefunded(existing));
     };
-    add_to_balance(&mut savepoint, charged.user_id, amount)
-        .await?
+    let credit = Credit::Refund {
+        order_id,
+        payment_id: refund.id,
+    };
+    repository::add_to_balance(&mut savepoint, charged.user_id, amount, credit)
+        .await
+        .map_err(balance_error)?
         .ok_or(PaymentError::WalletNotFound)?;
     savepoint.commit().await?;
     tracing::info!(payment_id = %refund.id, amount_cents = amount.get(), "order refunded");
@@ -192,20 +291,13 @@ fn require_positive(amount: Cents) -> Result<(), PaymentError> {
     }
 }
 
-async fn add_to_balance(
-    conn: &mut PgConnection,
-    user_id: UserId,
-    amount: Cents,
-) -> Result<Option<Wallet>, PaymentError> {
-    repository::add_to_balance(conn, user_id, amount)
-        .await
-        .map_err(|e| {
-            if is_numeric_overflow(&e) {
-                PaymentError::BalanceOverflow
-            } else {
-                PaymentError::Database(e)
-            }
-        })
+/// A failed credit: [`PaymentError::BalanceOverflow`] when the sum did not fit.
+fn balance_error(error: sqlx::Error) -> PaymentError {
+    if is_numeric_overflow(&error) {
+        PaymentError::BalanceOverflow
+    } else {
+        PaymentError::Database(error)
+    }
 }
 
 /// SQLSTATE 22003, `numeric_value_out_of_range`: a BIGINT result beyond `i64`.

@@ -13,10 +13,12 @@ async fn call_every_endpoint(app: &TestApp, token: Option<&str>) -> Vec<(String,
     let payments = format!("/api/v1/payments?order_id={}", OrderId::new());
     let wallet = format!("/api/v1/wallets/{user}");
     let credit = format!("/api/v1/wallets/{user}/credit");
+    let ledger = format!("/api/v1/wallets/{user}/ledger");
     let calls = [
         ("/api/v1/wallets/me", app.api.get("/api/v1/wallets/me")),
         (&wallet, app.api.get(&wallet)),
         (&payments, app.api.get(&payments)),
+        (&ledger, app.api.get(&ledger)),
         (
             &credit,
             app.api

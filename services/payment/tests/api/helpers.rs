@@ -1,12 +1,13 @@
 use payment_service::{
     Application, MIGRATOR, PaymentSaga, Settings,
-    wallets::{self, ChargeOutcome, RefundOutcome},
+    wallets::{self, AdminCredit, ChargeOutcome, RefundOutcome},
 };
 use secrecy::ExposeSecret;
 use service_kit::config::{ConfigSource, DatabaseSettings};
 use shop_model::{Cents, OrderId, UserId, api::Payment};
 use sqlx::PgPool;
 use test_kit::{ApiClient, JwksServer, TestBroker, TestDatabase};
+use uuid::Uuid;
 
 /// A migrated database for tests of the wallet operations, with a pool large enough for
 /// every task of a concurrency test to hold its own connection.
@@ -145,4 +146,76 @@ pub async fn payment_count(pool: &PgPool, order_id: OrderId) -> i64 {
         .fetch_one(pool)
         .await
         .expect("counted")
+}
+
+/// An admin credit of `amount` without an idempotency key, by some admin.
+pub fn admin_credit(user_id: UserId, amount: i64) -> AdminCredit<'static> {
+    AdminCredit {
+        user_id,
+        amount: cents(amount),
+        admin_id: UserId::new(),
+        idempotency_key: None,
+    }
+}
+
+/// One row of the wallet ledger, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerRow {
+    pub kind: String,
+    pub amount_cents: i64,
+    pub balance_after_cents: i64,
+    pub order_id: Option<Uuid>,
+    pub payment_id: Option<Uuid>,
+    pub credited_by: Option<Uuid>,
+    pub idempotency_key: Option<String>,
+}
+
+type LedgerColumns = (
+    String,
+    i64,
+    i64,
+    Option<Uuid>,
+    Option<Uuid>,
+    Option<Uuid>,
+    Option<String>,
+);
+
+/// A wallet's ledger rows as stored, oldest first.
+pub async fn ledger_rows(pool: &PgPool, user_id: UserId) -> Vec<LedgerRow> {
+    sqlx::query_as::<_, LedgerColumns>(
+        "SELECT kind, amount_cents, balance_after_cents, order_id, payment_id, credited_by, \
+         idempotency_key FROM wallet_ledger WHERE user_id = $1 ORDER BY id",
+    )
+    .bind(user_id.as_uuid())
+    .fetch_all(pool)
+    .await
+    .expect("the ledger is read")
+    .into_iter()
+    .map(
+        |(kind, amount_cents, balance_after_cents, order_id, payment_id, credited_by, key)| {
+            LedgerRow {
+                kind,
+                amount_cents,
+                balance_after_cents,
+                order_id,
+                payment_id,
+                credited_by,
+                idempotency_key: key,
+            }
+        },
+    )
+    .collect()
+}
+
+/// Every wallet whose balance is not the sum of its ledger rows, with both numbers.
+pub async fn unbalanced_wallets(pool: &PgPool) -> Vec<(Uuid, i64, Option<i64>)> {
+    sqlx::query_as(
+        "SELECT w.user_id, w.balance_cents, l.total FROM wallets w \
+         LEFT JOIN (SELECT user_id, SUM(amount_cents)::BIGINT AS total FROM wallet_ledger \
+                    GROUP BY user_id) l ON l.user_id = w.user_id \
+         WHERE l.total IS DISTINCT FROM w.balance_cents",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("the wallets and the ledger are read")
 }

@@ -20,7 +20,9 @@ use shop_model::{
 };
 use test_kit::tokens;
 
-use crate::helpers::{INITIAL_CREDIT, TestApp, payment_count, spawn_app};
+use crate::helpers::{
+    INITIAL_CREDIT, TestApp, ledger_rows, payment_count, spawn_app, unbalanced_wallets,
+};
 
 #[tokio::test]
 async fn user_registered_opens_a_wallet_with_the_configured_credit() {
@@ -213,6 +215,42 @@ async fn a_repeated_order_cancelled_refunds_once_and_publishes_once() {
     );
 }
 
+/// What the consumer does to a wallet is in its ledger, in the transaction that records
+/// the event: the opening credit, the charge and the refund, each naming its payment.
+#[tokio::test]
+async fn the_saga_writes_every_change_of_a_balance_to_the_ledger() {
+    let app = spawn_app().await;
+    let (user, order) = (UserId::new(), OrderId::new());
+
+    handle(&app, &registered(user)).await.unwrap();
+    handle(&app, &reserved(order, user, 4_000)).await.unwrap();
+    handle(&app, &cancelled(order, user)).await.unwrap();
+    // Redeliveries add no rows.
+    handle(&app, &registered(user)).await.unwrap();
+    handle(&app, &reserved(order, user, 4_000)).await.unwrap();
+    handle(&app, &cancelled(order, user)).await.unwrap();
+
+    let rows: Vec<_> = ledger_rows(&app.pool, user)
+        .await
+        .into_iter()
+        .map(|row| (row.kind, row.amount_cents, row.payment_id))
+        .collect();
+    let payment_ids: Vec<_> = payments(&app, order)
+        .await
+        .iter()
+        .map(|p| Some(p.id.as_uuid()))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("opening_credit".to_owned(), INITIAL_CREDIT, None),
+            ("charge".to_owned(), -4_000, payment_ids[0]),
+            ("refund".to_owned(), 4_000, payment_ids[1]),
+        ]
+    );
+    assert_eq!(unbalanced_wallets(&app.pool).await, []);
+}
+
 #[tokio::test]
 async fn stock_reserved_after_the_order_was_cancelled_charges_nothing() {
     let app = spawn_app().await;
@@ -289,6 +327,7 @@ async fn a_cancellation_racing_the_reservation_never_loses_money() {
             other => panic!("order {order}: unexpected events {other:?}"),
         }
     }
+    assert_eq!(unbalanced_wallets(&app.pool).await, []);
 }
 
 #[tokio::test]
