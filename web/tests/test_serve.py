@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.dont_write_bytecode = True  # no __pycache__ left in the tree by the imports below
 sys.path.insert(0, str(ROOT / "deploy" / "compose"))
 sys.path.insert(0, str(ROOT / "web"))
 
