@@ -210,6 +210,13 @@ impl TestApp {
             .await
     }
 
+    /// The order's timeline, which the caller may read.
+    pub async fn timeline(&self, token: &str, id: impl std::fmt::Display) -> OrderTimeline {
+        let response = self.get_timeline(token, id).await;
+        response.assert_status(200);
+        response.json()
+    }
+
     /// Polls the order's timeline until it has `len` entries (events arriving from the
     /// real inventory-service are not awaited otherwise) and returns it.
     pub async fn wait_for_timeline(
@@ -220,9 +227,7 @@ impl TestApp {
     ) -> OrderTimeline {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
-            let response = self.get_timeline(token, &id).await;
-            response.assert_status(200);
-            let timeline: OrderTimeline = response.json();
+            let timeline = self.timeline(token, &id).await;
             if timeline.items.len() >= len {
                 return timeline;
             }
@@ -316,5 +321,36 @@ impl TestApp {
             .fetch_one(&mut self.db().await)
             .await
             .expect("count")
+    }
+}
+
+/// The `PaymentSucceeded` payment-service publishes for `order`.
+pub fn paid(order: &Order) -> shop_model::events::PaymentSucceeded {
+    shop_model::events::PaymentSucceeded {
+        order_id: order.id,
+        user_id: order.user_id,
+        payment_id: shop_model::PaymentId::new(),
+        amount_cents: order.total_cents,
+    }
+}
+
+/// The `PaymentFailed` payment-service publishes for `order`, with `reason`.
+pub fn payment_failed(order: &Order, reason: &str) -> shop_model::events::PaymentFailed {
+    shop_model::events::PaymentFailed {
+        order_id: order.id,
+        user_id: order.user_id,
+        reason: reason.to_owned(),
+    }
+}
+
+impl TestApp {
+    /// Cancels `order` as `token`'s holder and checks the answer.
+    pub async fn cancel(&self, token: &str, order: &Order) {
+        self.api
+            .post(&format!("/api/v1/orders/{}/cancel", order.id))
+            .bearer(token)
+            .send()
+            .await
+            .assert_status(200);
     }
 }

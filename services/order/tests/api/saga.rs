@@ -7,16 +7,17 @@ use std::time::Duration;
 
 use service_kit::events::{DEAD_LETTER_TOPIC, Message, headers};
 use shop_model::{
-    PaymentId,
     api::{Order, OrderStatus},
     events::{
-        Event, OrderCancelled, OrderConfirmed, OrderPlaced, PaymentFailed, PaymentSucceeded,
-        StockRejected, StockReserved, topics,
+        Event, OrderCancelled, OrderConfirmed, OrderPlaced, PaymentSucceeded, StockRejected,
+        StockReserved, topics,
     },
 };
 use test_kit::tokens;
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_without_inventory_consumer};
+use crate::helpers::{
+    TestApp, paid, payment_failed, spawn_app, spawn_app_without_inventory_consumer,
+};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -24,15 +25,6 @@ async fn order_status(app: &TestApp, token: &str, order: &Order) -> Order {
     let response = app.get_order(token, order.id).await;
     response.assert_status(200);
     response.json()
-}
-
-fn paid(order: &Order) -> PaymentSucceeded {
-    PaymentSucceeded {
-        order_id: order.id,
-        user_id: order.user_id,
-        payment_id: PaymentId::new(),
-        amount_cents: order.total_cents,
-    }
 }
 
 #[tokio::test]
@@ -114,11 +106,7 @@ async fn a_failed_payment_rejects_the_order_and_releases_its_stock() {
     let order = app.placed_order(&token).await;
 
     let event = app
-        .publish(&PaymentFailed {
-            order_id: order.id,
-            user_id: order.user_id,
-            reason: "insufficient_funds".to_owned(),
-        })
+        .publish(&payment_failed(&order, "insufficient_funds"))
         .await;
     app.wait_until_processed(event).await;
 
@@ -144,11 +132,7 @@ async fn the_same_event_delivered_twice_is_applied_once() {
         .expect("second delivery, same event id");
     // A later event proves both copies were consumed (one partition key, in order).
     let later = app
-        .publish(&PaymentFailed {
-            order_id: order.id,
-            user_id: order.user_id,
-            reason: "insufficient_funds".to_owned(),
-        })
+        .publish(&payment_failed(&order, "insufficient_funds"))
         .await;
     app.wait_until_processed(later).await;
 
@@ -178,12 +162,7 @@ async fn a_late_event_for_a_cancelled_order_changes_nothing() {
     let app = spawn_app().await;
     let (_, token) = tokens::customer();
     let order = app.placed_order(&token).await;
-    app.api
-        .post(&format!("/api/v1/orders/{}/cancel", order.id))
-        .bearer(&token)
-        .send()
-        .await
-        .assert_status(200);
+    app.cancel(&token, &order).await;
 
     let event = app.publish(&paid(&order)).await;
     app.wait_until_processed(event).await;
@@ -270,16 +249,6 @@ async fn a_payment_that_overtakes_the_reservation_confirms_the_order_and_the_lat
     assert_eq!(app.outbox_count(OrderCancelled::TYPE).await, 0);
 }
 
-/// Cancels `order` as its customer and checks the answer.
-async fn cancel(app: &TestApp, token: &str, order: &Order) {
-    app.api
-        .post(&format!("/api/v1/orders/{}/cancel", order.id))
-        .bearer(token)
-        .send()
-        .await
-        .assert_status(200);
-}
-
 /// payment-service answers a `StockReserved` for an order whose cancellation it handled
 /// first with `PaymentFailed { reason: "order_cancelled" }`: the order must stay cancelled,
 /// with the customer's reason, and not be cancelled a second time.
@@ -288,14 +257,10 @@ async fn a_payment_failed_as_order_cancelled_leaves_a_cancelled_order_cancelled_
     let app = spawn_app().await;
     let (_, token) = tokens::customer();
     let order = app.placed_order(&token).await;
-    cancel(&app, &token, &order).await;
+    app.cancel(&token, &order).await;
 
     let event = app
-        .publish(&PaymentFailed {
-            order_id: order.id,
-            user_id: order.user_id,
-            reason: "order_cancelled".to_owned(),
-        })
+        .publish(&payment_failed(&order, "order_cancelled"))
         .await;
     app.wait_until_processed(event).await;
 
@@ -316,7 +281,7 @@ async fn a_stock_rejected_as_order_cancelled_leaves_a_cancelled_order_cancelled_
     let app = spawn_app().await;
     let (_, token) = tokens::customer();
     let order = app.placed_order(&token).await;
-    cancel(&app, &token, &order).await;
+    app.cancel(&token, &order).await;
 
     let event = app
         .publish(&StockRejected {

@@ -13,7 +13,9 @@ use shop_model::{
 };
 use test_kit::tokens;
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_without_inventory_consumer};
+use crate::helpers::{
+    TestApp, paid, payment_failed, spawn_app, spawn_app_without_inventory_consumer,
+};
 
 const PAYMENT: &str = "/payment-service";
 
@@ -24,15 +26,6 @@ fn steps(timeline: &OrderTimeline) -> Vec<(&str, &str, OrderStatus)> {
         .iter()
         .map(|e| (e.event_type.as_str(), e.source.as_str(), e.status))
         .collect()
-}
-
-fn paid(order: &Order) -> PaymentSucceeded {
-    PaymentSucceeded {
-        order_id: order.id,
-        user_id: order.user_id,
-        payment_id: PaymentId::new(),
-        amount_cents: order.total_cents,
-    }
 }
 
 fn reserved(order: &Order) -> StockReserved {
@@ -51,23 +44,14 @@ async fn place(app: &TestApp, token: &str, product: shop_model::ProductId) -> Or
 }
 
 /// An order the real inventory-service reserved and payment-service (played by the test)
-/// paid; returns it once its timeline has the four steps.
+/// paid, with its timeline of four steps.
 async fn confirmed_order(app: &TestApp, token: &str) -> (Order, OrderTimeline) {
     let order = app.placed_order(token).await;
     app.wait_for_timeline(token, order.id, 2).await;
     let payment = app.publish_from(PAYMENT, &paid(&order)).await;
     app.wait_until_processed(payment).await;
-    let timeline = app.wait_for_timeline(token, order.id, 4).await;
+    let timeline = app.timeline(token, order.id).await;
     (order, timeline)
-}
-
-async fn cancel(app: &TestApp, token: &str, order: &Order) {
-    app.api
-        .post(&format!("/api/v1/orders/{}/cancel", order.id))
-        .bearer(token)
-        .send()
-        .await
-        .assert_status(200);
 }
 
 #[tokio::test]
@@ -217,18 +201,11 @@ async fn a_failed_payment_shows_the_rejection_then_the_release_order_service_ask
     app.wait_until_processed(reservation).await;
 
     let failure = app
-        .publish_from(
-            PAYMENT,
-            &PaymentFailed {
-                order_id: order.id,
-                user_id: order.user_id,
-                reason: "insufficient_funds".to_owned(),
-            },
-        )
+        .publish_from(PAYMENT, &payment_failed(&order, "insufficient_funds"))
         .await;
     app.wait_until_processed(failure).await;
 
-    let timeline: OrderTimeline = app.get_timeline(&token, order.id).await.json();
+    let timeline = app.timeline(&token, order.id).await;
     assert_eq!(
         steps(&timeline),
         [
@@ -254,7 +231,7 @@ async fn cancelling_a_confirmed_order_shows_the_cancellation_and_then_the_refund
     let (_, token) = tokens::customer();
     let (order, _) = confirmed_order(&app, &token).await;
 
-    cancel(&app, &token, &order).await;
+    app.cancel(&token, &order).await;
     let refund = app
         .publish_from(
             PAYMENT,
@@ -268,7 +245,7 @@ async fn cancelling_a_confirmed_order_shows_the_cancellation_and_then_the_refund
         .await;
     app.wait_until_processed(refund).await;
 
-    let timeline: OrderTimeline = app.get_timeline(&token, order.id).await.json();
+    let timeline = app.timeline(&token, order.id).await;
     assert_eq!(
         steps(&timeline)[4..],
         [
@@ -293,12 +270,12 @@ async fn a_late_event_for_a_cancelled_order_is_listed_with_the_status_the_order_
     let (app, _inventory, product) = spawn_app_without_inventory_consumer().await;
     let (_, token) = tokens::customer();
     let order = place(&app, &token, product).await;
-    cancel(&app, &token, &order).await;
+    app.cancel(&token, &order).await;
 
     let late = app.publish_from(PAYMENT, &paid(&order)).await;
     app.wait_until_processed(late).await;
 
-    let timeline: OrderTimeline = app.get_timeline(&token, order.id).await.json();
+    let timeline = app.timeline(&token, order.id).await;
     assert_eq!(
         steps(&timeline),
         [
@@ -334,18 +311,11 @@ async fn an_event_delivered_twice_is_listed_once() {
         .expect("second delivery, same event id");
     // A later event of the same order and topic proves both copies were consumed.
     let later = app
-        .publish_from(
-            PAYMENT,
-            &PaymentFailed {
-                order_id: order.id,
-                user_id: order.user_id,
-                reason: "insufficient_funds".to_owned(),
-            },
-        )
+        .publish_from(PAYMENT, &payment_failed(&order, "insufficient_funds"))
         .await;
     app.wait_until_processed(later).await;
 
-    let timeline: OrderTimeline = app.get_timeline(&token, order.id).await.json();
+    let timeline = app.timeline(&token, order.id).await;
     assert_eq!(
         steps(&timeline),
         [
