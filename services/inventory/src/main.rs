@@ -16,7 +16,7 @@ async fn main() -> anyhow::Result<()> {
     if command == Command::Healthcheck {
         return cli::healthcheck(&settings.http.addr).await;
     }
-    telemetry::init(API_INFO.service, &settings.telemetry)?;
+    let _telemetry = telemetry::init(API_INFO.service, &settings.telemetry)?;
     match command {
         Command::Serve | Command::OpenApi | Command::Healthcheck => {
             Application::build(settings)

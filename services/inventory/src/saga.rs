@@ -49,13 +49,10 @@
 //! not take the order lock: it only ever follows a committed reservation, and its race
 //! with a cancellation is settled by the row locks on the reservation lines.
 
-use service_kit::{
-    events::{
-        IncomingEvent,
-        consumer::{EventHandler, HandlerError},
-        outbox,
-    },
-    request_context::TraceParent,
+use service_kit::events::{
+    IncomingEvent,
+    consumer::{EventHandler, HandlerError},
+    outbox,
 };
 use shop_model::events::{
     OrderCancelled, OrderConfirmed, OrderPlaced, StockRejected, StockReleased, StockReserved,
@@ -80,13 +77,12 @@ impl EventHandler for InventorySaga {
         tx: &mut PgConnection,
         event: &IncomingEvent,
     ) -> Result<(), HandlerError> {
-        let trace = event.traceparent.as_ref();
         if event.is::<OrderPlaced>() {
-            reserve(tx, &event.decode()?, trace).await
+            reserve(tx, &event.decode()?).await
         } else if event.is::<OrderConfirmed>() {
             sell(tx, &event.decode()?).await
         } else if event.is::<OrderCancelled>() {
-            give_back(tx, &event.decode()?, trace).await
+            give_back(tx, &event.decode()?).await
         } else {
             Err(HandlerError::Permanent(anyhow::anyhow!(
                 "inventory-service does not handle {}",
@@ -98,11 +94,7 @@ impl EventHandler for InventorySaga {
 
 /// `OrderPlaced`: reserve every line, or none and say why.
 #[tracing::instrument(skip_all, fields(order_id = %placed.order_id))]
-async fn reserve(
-    tx: &mut PgConnection,
-    placed: &OrderPlaced,
-    trace: Option<&TraceParent>,
-) -> Result<(), HandlerError> {
+async fn reserve(tx: &mut PgConnection, placed: &OrderPlaced) -> Result<(), HandlerError> {
     // An order without lines or with a quantity below 1 breaks the event's contract;
     // retrying cannot fix it.
     let demand = OrderDemand::parse(&placed.items).map_err(|e| {
@@ -126,11 +118,11 @@ async fn reserve(
             reason: RejectionReason::OrderCancelled,
             product_ids: Vec::new(),
         };
-        return stock_rejected(tx, placed, rejection, trace).await;
+        return stock_rejected(tx, placed, rejection).await;
     }
     let stock = repository::lock_stock(tx, &demand.product_ids()).await?;
     if let Err(rejection) = demand.check_against(&stock) {
-        return stock_rejected(tx, placed, rejection, trace).await;
+        return stock_rejected(tx, placed, rejection).await;
     }
     repository::reserve(tx, placed.order_id, &demand).await?;
     let reserved = StockReserved {
@@ -138,7 +130,7 @@ async fn reserve(
         user_id: placed.user_id,
         total_cents: placed.total_cents,
     };
-    outbox::enqueue(tx, SOURCE, &reserved, trace).await?;
+    outbox::enqueue(tx, SOURCE, &reserved).await?;
     tracing::info!(products = demand.product_ids().len(), "stock reserved");
     Ok(())
 }
@@ -147,7 +139,6 @@ async fn stock_rejected(
     tx: &mut PgConnection,
     placed: &OrderPlaced,
     rejection: Rejection,
-    trace: Option<&TraceParent>,
 ) -> Result<(), HandlerError> {
     let rejected = StockRejected {
         order_id: placed.order_id,
@@ -155,7 +146,7 @@ async fn stock_rejected(
         reason: rejection.reason.as_str().to_owned(),
         product_ids: rejection.product_ids,
     };
-    outbox::enqueue(tx, SOURCE, &rejected, trace).await?;
+    outbox::enqueue(tx, SOURCE, &rejected).await?;
     tracing::info!(reason = %rejected.reason, product_ids = ?rejected.product_ids, "stock rejected");
     Ok(())
 }
@@ -177,11 +168,7 @@ async fn sell(tx: &mut PgConnection, confirmed: &OrderConfirmed) -> Result<(), H
 /// `OrderCancelled`: records the cancellation; reserved units are released, sold units
 /// return to the shelf.
 #[tracing::instrument(skip_all, fields(order_id = %cancelled.order_id, reason = %cancelled.reason))]
-async fn give_back(
-    tx: &mut PgConnection,
-    cancelled: &OrderCancelled,
-    trace: Option<&TraceParent>,
-) -> Result<(), HandlerError> {
+async fn give_back(tx: &mut PgConnection, cancelled: &OrderCancelled) -> Result<(), HandlerError> {
     repository::lock_order(tx, cancelled.order_id).await?;
     repository::insert_cancellation(tx, cancelled.order_id).await?;
     let given_back = repository::give_back(tx, cancelled.order_id).await?;
@@ -194,7 +181,7 @@ async fn give_back(
     let released = StockReleased {
         order_id: cancelled.order_id,
     };
-    outbox::enqueue(tx, SOURCE, &released, trace).await?;
+    outbox::enqueue(tx, SOURCE, &released).await?;
     tracing::info!(
         released = given_back.released,
         returned = given_back.returned,

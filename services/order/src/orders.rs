@@ -78,8 +78,7 @@ pub async fn place(
             .collect(),
         total_cents: order.total_cents,
     };
-    let trace = context.traceparent.as_ref();
-    saga::publish(&mut tx, order.id, &placed, OrderStatus::Pending, trace).await?;
+    saga::publish(&mut tx, order.id, &placed, OrderStatus::Pending).await?;
     if let Some(key) = idempotency_key {
         let claimed =
             repository::claim_idempotency_key(&mut tx, user_id, key, &fingerprint, order.id)
@@ -162,12 +161,7 @@ async fn price(
 
 /// Cancels an order on behalf of its owner or an admin. `OrderCancelled` is written with
 /// the status change; inventory releases the stock and payment refunds what was charged.
-pub async fn cancel(
-    pool: &PgPool,
-    context: &RequestContext,
-    identity: Identity,
-    id: OrderId,
-) -> Result<Order, OrderError> {
+pub async fn cancel(pool: &PgPool, identity: Identity, id: OrderId) -> Result<Order, OrderError> {
     let mut tx = pool.begin().await?;
     let order = repository::find_order(&mut tx, id, true)
         .await?
@@ -184,7 +178,7 @@ pub async fn cancel(
         user_id: order.user_id,
         reason: reason.map(|r| r.as_str()).unwrap_or("cancelled").to_owned(),
     };
-    saga::publish(&mut tx, id, &cancelled, to, context.traceparent.as_ref()).await?;
+    saga::publish(&mut tx, id, &cancelled, to).await?;
     let order = repository::find_order(&mut tx, id, false)
         .await?
         .ok_or(OrderError::NotFound)?;

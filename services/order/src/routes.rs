@@ -208,9 +208,8 @@ async fn get_order_timeline(
 async fn cancel_order(
     pool: web::Data<PgPool>,
     identity: Identity,
-    context: RequestContext,
     id: web::Path<OrderId>,
 ) -> Result<web::Json<Order>, ApiError> {
-    let order = orders::cancel(&pool, &context, identity, id.into_inner()).await?;
+    let order = orders::cancel(&pool, identity, id.into_inner()).await?;
     Ok(web::Json(order))
 }

@@ -11,13 +11,10 @@
 //! exactly the steps the order took: an event applied but rolled back is not on it, and a
 //! step that committed always is.
 
-use service_kit::{
-    events::{
-        IncomingEvent,
-        consumer::{EventHandler, HandlerError},
-        outbox,
-    },
-    request_context::TraceParent,
+use service_kit::events::{
+    IncomingEvent,
+    consumer::{EventHandler, HandlerError},
+    outbox,
 };
 use shop_model::{
     OrderId,
@@ -44,9 +41,8 @@ pub async fn publish<E: Event>(
     order_id: OrderId,
     event: &E,
     status: OrderStatus,
-    traceparent: Option<&TraceParent>,
 ) -> Result<(), sqlx::Error> {
-    let event_id = outbox::enqueue(conn, SOURCE, event, traceparent).await?;
+    let event_id = outbox::enqueue(conn, SOURCE, event).await?;
     repository::record_event(
         conn,
         order_id,
@@ -145,14 +141,13 @@ async fn apply(
     repository::update_status(tx, order_id, to, reason)
         .await
         .map_err(HandlerError::Transient)?;
-    let trace = event.traceparent.as_ref();
     match (to, input) {
         (OrderStatus::Confirmed, _) => {
             let confirmed = OrderConfirmed {
                 order_id,
                 user_id: order.user_id,
             };
-            publish(tx, order_id, &confirmed, to, trace).await?;
+            publish(tx, order_id, &confirmed, to).await?;
         }
         // Stock was reserved for this order: tell inventory to release it.
         (OrderStatus::Rejected, Input::PaymentFailed { reason }) => {
@@ -161,7 +156,7 @@ async fn apply(
                 user_id: order.user_id,
                 reason: reason.as_str().to_owned(),
             };
-            publish(tx, order_id, &cancelled, to, trace).await?;
+            publish(tx, order_id, &cancelled, to).await?;
         }
         _ => {}
     }

@@ -32,13 +32,10 @@
 //! statement sees what was committed before it started. Under REPEATABLE READ the snapshot
 //! would date from the runner's inbox insert, before the wait for the lock.
 
-use service_kit::{
-    events::{
-        IncomingEvent,
-        consumer::{EventHandler, HandlerError},
-        outbox,
-    },
-    request_context::TraceParent,
+use service_kit::events::{
+    IncomingEvent,
+    consumer::{EventHandler, HandlerError},
+    outbox,
 };
 use shop_model::{
     Cents, OrderId, UserId,
@@ -78,13 +75,12 @@ impl EventHandler for PaymentSaga {
         tx: &mut PgConnection,
         event: &IncomingEvent,
     ) -> Result<(), HandlerError> {
-        let trace = event.traceparent.as_ref();
         if event.is::<UserRegistered>() {
             open_wallet(tx, &event.decode::<UserRegistered>()?, self.initial_credit).await
         } else if event.is::<StockReserved>() {
-            charge_order(tx, &event.decode::<StockReserved>()?, trace).await
+            charge_order(tx, &event.decode::<StockReserved>()?).await
         } else if event.is::<OrderCancelled>() {
-            refund_order(tx, &event.decode::<OrderCancelled>()?, trace).await
+            refund_order(tx, &event.decode::<OrderCancelled>()?).await
         } else {
             Err(HandlerError::Permanent(anyhow::anyhow!(
                 "payment-service does not handle {}",
@@ -109,11 +105,7 @@ async fn open_wallet(
 
 /// `StockReserved`: charges the order total, unless the order was cancelled first.
 #[tracing::instrument(skip_all, fields(order_id = %reserved.order_id, user_id = %reserved.user_id))]
-async fn charge_order(
-    tx: &mut PgConnection,
-    reserved: &StockReserved,
-    trace: Option<&TraceParent>,
-) -> Result<(), HandlerError> {
+async fn charge_order(tx: &mut PgConnection, reserved: &StockReserved) -> Result<(), HandlerError> {
     let (order_id, user_id) = (reserved.order_id, reserved.user_id);
     let amount = Cents::positive(reserved.total_cents).map_err(|e| {
         HandlerError::Permanent(anyhow::anyhow!(
@@ -134,7 +126,7 @@ async fn charge_order(
             return Ok(());
         }
         tracing::info!("order cancelled before its stock was reserved; not charging");
-        return payment_failed(tx, order_id, user_id, "order_cancelled", trace).await;
+        return payment_failed(tx, order_id, user_id, "order_cancelled").await;
     }
     match wallets::charge(tx, order_id, user_id, amount).await? {
         ChargeOutcome::Charged(payment) => {
@@ -144,7 +136,7 @@ async fn charge_order(
                 payment_id: payment.id,
                 amount_cents: payment.amount_cents,
             };
-            outbox::enqueue(tx, SOURCE, &succeeded, trace).await?;
+            outbox::enqueue(tx, SOURCE, &succeeded).await?;
             Ok(())
         }
         ChargeOutcome::AlreadyCharged(payment) => {
@@ -153,9 +145,9 @@ async fn charge_order(
             Ok(())
         }
         ChargeOutcome::InsufficientFunds { .. } => {
-            payment_failed(tx, order_id, user_id, "insufficient_funds", trace).await
+            payment_failed(tx, order_id, user_id, "insufficient_funds").await
         }
-        ChargeOutcome::NoWallet => payment_failed(tx, order_id, user_id, "no_wallet", trace).await,
+        ChargeOutcome::NoWallet => payment_failed(tx, order_id, user_id, "no_wallet").await,
     }
 }
 
@@ -164,14 +156,13 @@ async fn payment_failed(
     order_id: OrderId,
     user_id: UserId,
     reason: &str,
-    trace: Option<&TraceParent>,
 ) -> Result<(), HandlerError> {
     let failed = PaymentFailed {
         order_id,
         user_id,
         reason: reason.to_owned(),
     };
-    outbox::enqueue(tx, SOURCE, &failed, trace).await?;
+    outbox::enqueue(tx, SOURCE, &failed).await?;
     Ok(())
 }
 
@@ -180,7 +171,6 @@ async fn payment_failed(
 async fn refund_order(
     tx: &mut PgConnection,
     cancelled: &OrderCancelled,
-    trace: Option<&TraceParent>,
 ) -> Result<(), HandlerError> {
     let order_id = cancelled.order_id;
     repository::lock_order(tx, order_id).await?;
@@ -193,7 +183,7 @@ async fn refund_order(
                 payment_id: refund.id,
                 amount_cents: refund.amount_cents,
             };
-            outbox::enqueue(tx, SOURCE, &refunded, trace).await?;
+            outbox::enqueue(tx, SOURCE, &refunded).await?;
         }
         RefundOutcome::AlreadyRefunded(refund) => {
             tracing::info!(payment_id = %refund.id, "order refunded before; nothing to do");

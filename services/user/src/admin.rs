@@ -105,6 +105,6 @@ async fn create(
         email: user.email,
         name: user.name,
     };
-    outbox::enqueue(tx, SOURCE, &registered, None).await?;
+    outbox::enqueue(tx, SOURCE, &registered).await?;
     Ok(user.id)
 }

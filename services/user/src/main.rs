@@ -16,7 +16,7 @@ async fn main() -> anyhow::Result<()> {
     if command == Command::Healthcheck {
         return cli::healthcheck(&settings.http.addr).await;
     }
-    telemetry::init(API_INFO.service, &settings.telemetry)?;
+    let _telemetry = telemetry::init(API_INFO.service, &settings.telemetry)?;
     match command {
         Command::ReplayDeadLetters => cli::replay_dead_letters(&source, API_INFO.service).await,
         Command::OutboxParked(action) => cli::outbox_parked(&settings.database, &action).await,

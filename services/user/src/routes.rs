@@ -6,7 +6,6 @@ use service_kit::{
     auth::{Identity, TokenIssuer},
     db::is_unique_violation,
     events::outbox,
-    request_context::RequestContext,
 };
 use shop_model::{
     Email, Role, UserId,
@@ -53,7 +52,6 @@ async fn register(
     passwords: web::Data<Passwords>,
     limits: web::Data<Limits>,
     request: HttpRequest,
-    context: RequestContext,
     body: web::Json<RegisterUser>,
 ) -> Result<HttpResponse, ApiError> {
     let new_user = NewUser::try_from(body.into_inner())?;
@@ -90,7 +88,7 @@ async fn register(
         email: user.email.clone(),
         name: user.name.clone(),
     };
-    outbox::enqueue(&mut tx, SOURCE, &registered, context.traceparent.as_ref())
+    outbox::enqueue(&mut tx, SOURCE, &registered)
         .await
         .map_err(UserError::from)?;
     tx.commit().await.map_err(UserError::from)?;

@@ -24,7 +24,7 @@ const PARTITIONS: i32 = 3;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let source = ConfigSource::from_env()?;
-    telemetry::init("dev-broker", &TelemetrySettings::from_source(&source)?)?;
+    let _telemetry = telemetry::init("dev-broker", &TelemetrySettings::from_source(&source)?)?;
     let addr = source.string("DEV_BROKER_ADDR", "127.0.0.1:9092");
 
     let cluster = MockCluster::new(1).context("starting the mock Kafka cluster")?;

@@ -40,11 +40,13 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use shop_model::{Role, UserId};
 use tokio::sync::watch;
+use tracing::Instrument;
 use url::Url;
 
 use crate::{
     config::{AuthSettings, JwksPolicy},
     error::ApiError,
+    telemetry,
 };
 
 /// Tokens are signed with Ed25519. Pinning the algorithm stops "alg confusion" attacks.
@@ -461,13 +463,14 @@ impl RemoteJwks {
     }
 
     async fn fetch(&self) -> anyhow::Result<HashMap<String, DecodingKey>> {
-        let jwks: JwkSet = self
-            .http
-            .get(self.url.clone())
-            .send()
-            .await?
+        let mut request = self.http.get(self.url.clone()).build()?;
+        let span = telemetry::client_span(&mut request, None, 0);
+        let response = self.http.execute(request).instrument(span.clone()).await;
+        telemetry::record_response(&span, &response);
+        let jwks: JwkSet = response?
             .error_for_status()?
             .json()
+            .instrument(span)
             .await?;
         let mut keys = decoding_keys(&jwks)?;
         if !self.allow_dev_key && keys.remove(dev_key_id()).is_some() {

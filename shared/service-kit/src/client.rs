@@ -8,7 +8,8 @@
 //! - a **circuit breaker** per downstream: after a run of failures it fails fast for a
 //!   while instead of making every caller wait for a timeout, then lets one request probe.
 //!
-//! Each call forwards the caller's `x-request-id` and `traceparent`, and, when it is made
+//! Each attempt is a CLIENT span of the caller's trace, whose context goes out in
+//! `traceparent`. Each call forwards the caller's `x-request-id`, and, when it is made
 //! on a user's behalf, the user's bearer token: the downstream then limits the call as
 //! that user, not every user's calls together as one anonymous client. A 429 to such a
 //! call is about that user, so it is passed on as 429, not retried, and does not count
@@ -21,12 +22,14 @@ use std::{
 
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
 use crate::{
     auth::BearerToken,
     config::ClientSettings,
     error::ApiError,
-    request_context::{REQUEST_ID_HEADER, RequestContext, TRACEPARENT_HEADER},
+    request_context::{REQUEST_ID_HEADER, RequestContext},
+    telemetry,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -159,13 +162,20 @@ impl ServiceClient {
                 .query(query)
                 .timeout(self.settings.timeout)
                 .header(REQUEST_ID_HEADER, context.request_id.as_str());
-            if let Some(traceparent) = &context.traceparent {
-                request = request.header(TRACEPARENT_HEADER, traceparent.as_str());
-            }
             if let Some(token) = on_behalf_of {
                 request = request.bearer_auth(token.expose());
             }
-            match request.send().await {
+            let sent = match request.build() {
+                Ok(mut request) => {
+                    let span =
+                        telemetry::client_span(&mut request, Some(self.service), attempt - 1);
+                    let sent = self.http.execute(request).instrument(span.clone()).await;
+                    telemetry::record_response(&span, &sent);
+                    sent
+                }
+                Err(error) => Err(error),
+            };
+            match sent {
                 Ok(response)
                     if on_behalf_of.is_some()
                         && response.status() == StatusCode::TOO_MANY_REQUESTS =>
@@ -434,28 +444,46 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_request_id_and_traceparent_are_forwarded() {
+    async fn the_request_id_is_forwarded_and_the_call_is_a_span_of_the_callers_trace() {
+        use tracing::Instrument;
         use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
+        crate::telemetry::init_for_tests(None);
         let server = MockServer::start().await;
-        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let caller = format!("00-{trace_id}-00f067aa0ba902b7-01");
         Mock::given(matchers::method("GET"))
             .and(matchers::header(REQUEST_ID_HEADER, "req-7"))
-            .and(matchers::header(TRACEPARENT_HEADER, traceparent))
+            .and(matchers::header_regex(
+                "traceparent",
+                &format!("^00-{trace_id}-[0-9a-f]{{16}}-01$"),
+            ))
             .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"ok": true})))
             .expect(1)
             .mount(&server)
             .await;
         let context = RequestContext {
             request_id: crate::request_context::RequestId::from_header_or_new(Some("req-7")),
-            traceparent: crate::request_context::TraceParent::parse(traceparent),
         };
+        let span = tracing::info_span!("handler");
+        crate::telemetry::continue_trace(
+            &span,
+            &[("traceparent".to_owned(), caller.clone())].into(),
+        );
 
         let body: serde_json::Value = client(&server, 1)
             .get_json("/x", &[], &context, None)
+            .instrument(span)
             .await
             .expect("forwarded headers matched");
 
         assert_eq!(body["ok"], true);
+        let sent = server.received_requests().await.expect("recorded");
+        let traceparent = sent[0].headers.get("traceparent").expect("sent");
+        assert_ne!(
+            traceparent.to_str().ok(),
+            Some(caller.as_str()),
+            "the call's own span, a child of the caller's"
+        );
     }
 
     #[tokio::test]

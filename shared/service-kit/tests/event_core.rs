@@ -21,6 +21,7 @@ use service_kit::{
         consumer::{Consumer, ConsumerMetrics, EventHandler, HandlerError},
         dead_letters, headers, outbox,
     },
+    telemetry,
 };
 use shop_model::{
     UserId,
@@ -64,6 +65,7 @@ both_buses!(
     a_handler_error_that_persists_while_the_database_answers_is_dead_lettered_after_bounded_attempts,
     replay_republishes_what_waited_and_ends_even_for_a_message_that_fails_every_time,
     a_consumer_joining_its_group_mid_stream_loses_and_duplicates_nothing,
+    the_trace_goes_from_the_enqueuing_span_through_the_row_and_the_broker_to_the_handler,
 );
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -256,7 +258,7 @@ fn registered(user: UserId) -> UserRegistered {
 
 /// The message of a new `UserRegistered` event, as a relay would publish it.
 fn message_for(event: &UserRegistered) -> Message {
-    Message::from_event(&CloudEvent::new("/test", event), event, None).expect("message")
+    Message::from_event(&CloudEvent::new("/test", event), event).expect("message")
 }
 
 fn event_id(message: &Message) -> uuid::Uuid {
@@ -281,7 +283,7 @@ async fn receive(receiver: &mut Receiver, count: usize) -> Vec<Message> {
 /// Enqueues `event` in a transaction of its own; returns its event id.
 async fn enqueue(pool: &PgPool, event: &UserRegistered) -> uuid::Uuid {
     let mut tx = pool.begin().await.expect("begin");
-    let id = outbox::enqueue(&mut tx, "/test", event, None)
+    let id = outbox::enqueue(&mut tx, "/test", event)
         .await
         .expect("enqueue");
     tx.commit().await.expect("commit");
@@ -364,6 +366,88 @@ impl EventHandler for FailingFor {
     }
 }
 
+/// Remembers the trace context each event was handled in (`traceparent` of the current
+/// span), by event id.
+struct TraceRecording(Arc<Mutex<HashMap<uuid::Uuid, String>>>);
+
+impl EventHandler for TraceRecording {
+    async fn handle(
+        &self,
+        _: &mut PgConnection,
+        event: &IncomingEvent,
+    ) -> Result<(), HandlerError> {
+        let current = telemetry::traceparent(&tracing::Span::current()).unwrap_or_default();
+        self.0.lock().unwrap().insert(event.id, current);
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Trace context.
+
+/// `traceparent` → (trace id, span id).
+fn trace_and_span(traceparent: &str) -> (String, String) {
+    let parts: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(parts.len(), 4, "a traceparent: {traceparent}");
+    (parts[1].to_owned(), parts[2].to_owned())
+}
+
+async fn the_trace_goes_from_the_enqueuing_span_through_the_row_and_the_broker_to_the_handler(
+    kind: BusKind,
+) {
+    use tracing::Instrument;
+    let fixture = Fixture::start(kind, &[]).await;
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let request = tracing::info_span!("request");
+    telemetry::continue_trace(
+        &request,
+        &[(
+            headers::TRACEPARENT.to_owned(),
+            format!("00-{trace_id}-00f067aa0ba902b7-01"),
+        )]
+        .into(),
+    );
+    let request_span_id = trace_and_span(&telemetry::traceparent(&request).unwrap()).1;
+    let event_id = enqueue(&fixture.pool, &registered(UserId::new()))
+        .instrument(request)
+        .await;
+    let seen = Arc::new(Mutex::new(HashMap::new()));
+    let shutdown = CancellationToken::new();
+    fixture
+        .consumer(TraceRecording(Arc::clone(&seen)), &shutdown)
+        .await;
+    let relay = fixture.relay(&shutdown).await;
+
+    let handled_in = test_kit::eventually(DEADLINE, "the event handled", || async {
+        seen.lock().unwrap().get(&event_id).cloned()
+    })
+    .await;
+    shutdown.cancel();
+    relay.await.expect("relay");
+
+    // The row keeps the context of the event's own (PRODUCER) span, a child of the request's.
+    let stored: String =
+        sqlx::query_scalar("SELECT headers->>'traceparent' FROM outbox WHERE event_id = $1")
+            .bind(event_id)
+            .fetch_one(&fixture.pool)
+            .await
+            .expect("the row's traceparent");
+    let (stored_trace, producer_span_id) = trace_and_span(&stored);
+    assert_eq!(stored_trace, trace_id, "{stored}");
+    assert_ne!(
+        producer_span_id, request_span_id,
+        "the event's own span: {stored}"
+    );
+    // The message carried it, and the consumer continued the trace in spans of its own.
+    let (handled_trace, handler_span_id) = trace_and_span(&handled_in);
+    assert_eq!(
+        handled_trace, trace_id,
+        "handled in the request's trace: {handled_in}"
+    );
+    assert_ne!(handler_span_id, producer_span_id);
+    assert_ne!(handler_span_id, request_span_id);
+}
+
 // ---------------------------------------------------------------------------------------
 // The outbox relay.
 
@@ -389,7 +473,7 @@ async fn one_aggregates_events_are_published_once_in_commit_order_by_two_relays_
             for i in 0..10 {
                 let user = users[(writer + i) % users.len()];
                 let mut tx = pool.begin().await.expect("begin");
-                outbox::enqueue(&mut tx, "/test", &registered(user), None)
+                outbox::enqueue(&mut tx, "/test", &registered(user))
                     .await
                     .expect("enqueue");
                 tokio::time::sleep(Duration::from_millis(fastrand::u64(0..15))).await;

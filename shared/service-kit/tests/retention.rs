@@ -121,13 +121,13 @@ async fn the_relay_deletes_published_events_past_retention_but_never_unpublished
         name: name.to_owned(),
     };
     let mut tx = pool.begin().await.expect("begin");
-    let old_published = outbox::enqueue(&mut tx, "/test", &event("old"), None)
+    let old_published = outbox::enqueue(&mut tx, "/test", &event("old"))
         .await
         .expect("enqueue");
-    let recent_published = outbox::enqueue(&mut tx, "/test", &event("recent"), None)
+    let recent_published = outbox::enqueue(&mut tx, "/test", &event("recent"))
         .await
         .expect("enqueue");
-    let old_unpublished = outbox::enqueue(&mut tx, "/test", &event("stuck"), None)
+    let old_unpublished = outbox::enqueue(&mut tx, "/test", &event("stuck"))
         .await
         .expect("enqueue");
     // As if the first two had been published 100 hours and 1 hour ago, and the third had

@@ -38,17 +38,15 @@ pub use settled::{BackgroundApp, SettledCheck, background_app, metric};
 use std::sync::Once;
 
 /// Installs a log subscriber once per test binary. Logs are shown with `TEST_LOG=1`
-/// (filtered by `RUST_LOG`), and swallowed otherwise.
+/// (filtered by `RUST_LOG`), and swallowed otherwise. Spans are traced (with nothing
+/// exported) as in a service, so trace context flows through the code under test.
 pub fn init_test_logging() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
-        if std::env::var_os("TEST_LOG").is_some() {
-            let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_test_writer()
-                .try_init();
-        }
+        let show = std::env::var_os("TEST_LOG")
+            .is_some()
+            .then(|| std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()));
+        service_kit::telemetry::init_for_tests(show.as_deref());
     });
 }
 

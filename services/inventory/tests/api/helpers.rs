@@ -159,8 +159,7 @@ pub fn order_placed(lines: &[(ProductId, i32)]) -> OrderPlaced {
 
 /// `event` as the consumer receives it from the broker.
 pub fn incoming<E: Event>(event: &E) -> IncomingEvent {
-    let message =
-        Message::from_event(&CloudEvent::new("/test", event), event, None).expect("encodes");
+    let message = Message::from_event(&CloudEvent::new("/test", event), event).expect("encodes");
     IncomingEvent::from_message(&message).expect("decodes")
 }
 

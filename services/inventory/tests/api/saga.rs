@@ -151,7 +151,7 @@ async fn an_event_whose_data_does_not_decode_is_refused_for_good() {
     let app = spawn_app().await;
     let placed = order_placed(&[(ProductId::new(), 1)]);
     let mut message =
-        Message::from_event(&CloudEvent::new("/test", &placed), &placed, None).expect("encodes");
+        Message::from_event(&CloudEvent::new("/test", &placed), &placed).expect("encodes");
     message.payload = br#"{"order_id": "not-a-uuid"}"#.to_vec();
     let event = IncomingEvent::from_message(&message).expect("the attributes are valid");
     let mut conn = app.connection().await;
@@ -424,8 +424,8 @@ async fn an_order_placed_on_the_broker_is_consumed_and_its_answer_published() {
     let bus = EventBus::connect(&settings, "order-service-test")
         .await
         .expect("connected");
-    let message = Message::from_event(&CloudEvent::new("/order-service", &placed), &placed, None)
-        .expect("encodes");
+    let message =
+        Message::from_event(&CloudEvent::new("/order-service", &placed), &placed).expect("encodes");
 
     bus.publish(&message).await.expect("published");
 

@@ -274,8 +274,7 @@ impl TestApp {
         event: &E,
     ) -> uuid::Uuid {
         let envelope = shop_model::events::CloudEvent::new(source, event);
-        let message =
-            service_kit::events::Message::from_event(&envelope, event, None).expect("encodes");
+        let message = service_kit::events::Message::from_event(&envelope, event).expect("encodes");
         self.broker
             .bus()
             .await

@@ -123,7 +123,7 @@ async fn the_same_event_delivered_twice_is_applied_once() {
     let order = app.placed_order(&token).await;
     let event = paid(&order);
     let envelope = shop_model::events::CloudEvent::new("/payment-service", &event);
-    let message = Message::from_event(&envelope, &event, None).expect("encodes");
+    let message = Message::from_event(&envelope, &event).expect("encodes");
     let bus = app.broker.bus().await;
 
     bus.publish(&message).await.expect("first delivery");
@@ -183,7 +183,6 @@ async fn a_poison_message_is_dead_lettered_and_the_consumer_goes_on() {
     let mut poison = Message::from_event(
         &shop_model::events::CloudEvent::new("/payment-service", &paid(&order)),
         &paid(&order),
-        None,
     )
     .expect("encodes");
     poison.payload = br#"{"order_id": 42"#.to_vec();

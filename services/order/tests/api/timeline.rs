@@ -301,7 +301,7 @@ async fn an_event_delivered_twice_is_listed_once() {
     let order = place(&app, &token, product).await;
     let event = paid(&order);
     let message =
-        service_kit::events::Message::from_event(&CloudEvent::new(PAYMENT, &event), &event, None)
+        service_kit::events::Message::from_event(&CloudEvent::new(PAYMENT, &event), &event)
             .expect("encodes");
     let bus = app.broker.bus().await;
 

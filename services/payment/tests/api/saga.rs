@@ -8,7 +8,7 @@ use service_kit::{
         IncomingEvent, Message,
         consumer::{EventHandler, HandlerError},
     },
-    request_context::TraceParent,
+    telemetry,
 };
 use shop_model::{
     OrderId, UserId,
@@ -146,28 +146,47 @@ async fn a_repeated_stock_reserved_charges_once_and_publishes_once() {
 }
 
 #[tokio::test]
-async fn the_published_event_carries_the_trace_of_the_event_that_caused_it() {
+async fn the_published_event_continues_the_trace_of_the_delivery_that_caused_it() {
+    use tracing::Instrument;
     let app = spawn_app().await;
     let (user, order) = (UserId::new(), OrderId::new());
     handle(&app, &registered(user)).await.unwrap();
-    let trace = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    let (trace_id, delivery_span_id) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let delivery = tracing::info_span!("delivery");
+    telemetry::continue_trace(
+        &delivery,
+        &[(
+            "traceparent".to_owned(),
+            format!("00-{trace_id}-{delivery_span_id}-01"),
+        )]
+        .into(),
+    );
     let event = StockReserved {
         order_id: order,
         user_id: user,
         total_cents: 4_000,
     };
 
-    handle(&app, &incoming_traced(&event, trace.as_ref()))
+    handle(&app, &incoming(&event))
+        .instrument(delivery)
         .await
         .unwrap();
 
-    let traceparents: Vec<Option<String>> =
+    let traceparents: Vec<String> =
         sqlx::query_scalar("SELECT headers->>'traceparent' FROM outbox WHERE partition_key = $1")
             .bind(order.to_string())
             .fetch_all(&app.pool)
             .await
             .unwrap();
-    assert_eq!(traceparents, [trace.map(|t| t.as_str().to_owned())]);
+    let [traceparent] = traceparents.as_slice() else {
+        panic!("one event with a traceparent: {traceparents:?}");
+    };
+    let parts: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(parts[1], trace_id, "the same trace: {traceparent}");
+    assert_ne!(
+        parts[2], delivery_span_id,
+        "the event's own span: {traceparent}"
+    );
 }
 
 #[tokio::test]
@@ -338,7 +357,7 @@ async fn a_stock_reserved_that_does_not_decode_fails_permanently() {
         user_id: UserId::new(),
         total_cents: 4_000,
     };
-    let mut message = Message::from_event(&CloudEvent::new("/test", &event), &event, None).unwrap();
+    let mut message = Message::from_event(&CloudEvent::new("/test", &event), &event).unwrap();
     message.payload = br#"{"order_id": "not-an-id"}"#.to_vec();
     let event = IncomingEvent::from_message(&message).unwrap();
 
@@ -391,12 +410,8 @@ fn cancelled(order_id: OrderId, user_id: UserId) -> IncomingEvent {
 /// `event` as the consumer receives it from the broker: a new delivery, with its own id,
 /// each time (so the inbox would not recognise a repeat; the handler must).
 fn incoming<E: Event>(event: &E) -> IncomingEvent {
-    incoming_traced(event, None)
-}
-
-fn incoming_traced<E: Event>(event: &E, trace: Option<&TraceParent>) -> IncomingEvent {
     let envelope = CloudEvent::new("/test", event);
-    let message = Message::from_event(&envelope, event, trace).unwrap();
+    let message = Message::from_event(&envelope, event).unwrap();
     IncomingEvent::from_message(&message).unwrap()
 }
 

@@ -18,6 +18,12 @@
 //! A dead letter is the original message with the error and its origin added; it is
 //! acknowledged only once the dead letter is stored, so one bad message never stops the
 //! consumer and none is lost.
+//!
+//! Tracing: each delivery the consumer handles is a CONSUMER span ("process"), the child
+//! of the span whose context the message carries (the PRODUCER span of the outbox row it
+//! came from), so the event's effects are part of the trace that caused it. Below it,
+//! each attempt is a `transaction` span (inbox record, handler, commit) with the
+//! handler's `handle <type>` span inside: the state change and the events it publishes.
 
 use std::{
     future::Future,
@@ -28,12 +34,13 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, 
 use shop_model::events::ConsumerSpec;
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
+use tracing::{Instrument, Span};
 
 use super::{
-    Delivery, EventBus, IncomingEvent, Receiver, Subscription, dead_letters, fault,
+    Delivery, EventBus, IncomingEvent, Receiver, Subscription, dead_letters, fault, headers,
     settings::ConsumerSettings,
 };
+use crate::telemetry;
 
 /// Why a handler could not apply an event.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +73,8 @@ impl From<super::DecodeError> for HandlerError {
 
 /// A service's event handling: applies one event inside the transaction `tx`. Writes to
 /// the outbox go through the same `tx`, so the effect, the inbox record and any events
-/// it causes commit together.
+/// it causes commit together. It runs inside the delivery's span: the events it enqueues
+/// continue the delivery's trace without the handler seeing any trace context.
 pub trait EventHandler: Send + Sync + 'static {
     fn handle(
         &self,
@@ -146,8 +154,6 @@ enum Applied {
     Now,
     /// The inbox had the event already: nothing changed.
     Before,
-    /// The consumer does not handle this type (Kafka delivers whole topics).
-    NotHandled,
 }
 
 impl Applied {
@@ -155,7 +161,6 @@ impl Applied {
         match self {
             Self::Now => "applied",
             Self::Before => "duplicate",
-            Self::NotHandled => "skipped",
         }
     }
 }
@@ -238,20 +243,35 @@ impl<H: EventHandler> Consumer<H> {
         let event = match IncomingEvent::from_message(&delivery.message) {
             Ok(event) => event,
             Err(error) => {
-                tracing::error!(error = %error, topic = %delivery.message.topic, "undecodable message");
-                self.dead_letter(receiver, &delivery, "unknown", &error.to_string(), shutdown)
-                    .await;
+                let span = self.delivery_span(&delivery);
+                async {
+                    span.record("otel.status_code", "ERROR");
+                    tracing::error!(error = %error, topic = %delivery.message.topic, "undecodable message");
+                    self.dead_letter(receiver, &delivery, "unknown", &error.to_string(), shutdown)
+                        .await;
+                }
+                .instrument(span.clone())
+                .await;
                 return;
             }
         };
-        let span = tracing::info_span!(
-            "consume",
-            consumer = %self.subscription.consumer,
-            event_id = %event.id,
-            event_type = %event.event_type,
-            subject = %event.subject,
-            traceparent = event.traceparent.as_ref().map(|t| t.as_str()),
-        );
+        let consumer = self.subscription.consumer.as_str();
+        if !self
+            .subscription
+            .event_types
+            .contains(&event.event_type.as_str())
+        {
+            // Kafka delivers whole topics. A type this consumer does not handle gets no
+            // span: the trace of an order holds the deliveries that did something.
+            tracing::debug!(%consumer, event_type = %event.event_type, "event type not handled here");
+            self.metrics
+                .consumed
+                .with_label_values(&[consumer, event.event_type.as_str(), "skipped"])
+                .inc();
+            self.ack(receiver, &delivery).await;
+            return;
+        }
+        let span = self.delivery_span(&delivery);
         async {
             let Some(applied) = self
                 .apply_until_done(receiver, &delivery, &event, shutdown)
@@ -262,8 +282,8 @@ impl<H: EventHandler> Consumer<H> {
             match applied {
                 Applied::Now => tracing::info!("event applied"),
                 Applied::Before => tracing::info!("duplicate event ignored"),
-                Applied::NotHandled => tracing::debug!("event type not handled here"),
             }
+            Span::current().record("outcome", applied.label());
             self.metrics
                 .consumed
                 .with_label_values(&[
@@ -278,6 +298,38 @@ impl<H: EventHandler> Consumer<H> {
         .await;
     }
 
+    /// The CONSUMER span of a delivery: a child of the context in the message's headers
+    /// (a new trace when there is none).
+    fn delivery_span(&self, delivery: &Delivery) -> Span {
+        let message = &delivery.message;
+        let span = tracing::info_span!(
+            parent: None,
+            "consume",
+            otel.name = %format_args!("process {}", message.topic),
+            otel.kind = "consumer",
+            otel.status_code = tracing::field::Empty,
+            messaging.system = self.bus.system(),
+            messaging.operation.type = "process",
+            messaging.operation.name = "process",
+            messaging.destination.name = %message.topic,
+            messaging.consumer.group.name = %self.subscription.consumer,
+            messaging.message.id = message.header(headers::ID),
+            messaging.destination.partition.id = tracing::field::Empty,
+            messaging.kafka.offset = tracing::field::Empty,
+            consumer = %self.subscription.consumer,
+            event_id = message.header(headers::ID),
+            event_type = message.header(headers::TYPE),
+            subject = message.header(headers::SUBJECT),
+            outcome = tracing::field::Empty,
+        );
+        if let Some((partition, offset)) = delivery.kafka_position() {
+            span.record("messaging.destination.partition.id", partition.to_string());
+            span.record("messaging.kafka.offset", offset);
+        }
+        telemetry::continue_trace(&span, &message.headers);
+        span
+    }
+
     /// Attempts `event` until it is applied (`Some`), dead-lettered or shutdown (`None`).
     async fn apply_until_done(
         &self,
@@ -288,13 +340,15 @@ impl<H: EventHandler> Consumer<H> {
     ) -> Option<Applied> {
         let consumer = self.subscription.consumer.as_str();
         let mut failures = 0;
+        let mut attempts = 0;
         let mut message_backoff =
             Backoff::new(self.settings.retry_backoff, self.settings.max_backoff);
         let mut pause = Backoff::new(self.settings.retry_backoff, self.settings.max_backoff);
         let mut paused_since: Option<Instant> = None;
         let result = loop {
             let started = Instant::now();
-            let attempt = self.apply(event).await;
+            attempts += 1;
+            let attempt = self.apply(event, attempts).await;
             if attempt.is_ok() {
                 self.metrics
                     .duration
@@ -361,6 +415,7 @@ impl<H: EventHandler> Consumer<H> {
         match result {
             Ok(applied) => applied,
             Err(error) => {
+                Span::current().record("otel.status_code", "ERROR");
                 let reason = format!("{error:#}");
                 self.dead_letter(receiver, delivery, &event.event_type, &reason, shutdown)
                     .await;
@@ -393,15 +448,31 @@ impl<H: EventHandler> Consumer<H> {
         )
     }
 
-    /// One attempt: inbox record + handler, in one transaction.
-    async fn apply(&self, event: &IncomingEvent) -> Result<Applied, HandlerError> {
-        if !self
-            .subscription
-            .event_types
-            .contains(&event.event_type.as_str())
-        {
-            return Ok(Applied::NotHandled);
+    /// One attempt: inbox record + handler, in one transaction (a span of its own, with the
+    /// handler's inside).
+    async fn apply(&self, event: &IncomingEvent, attempt: u32) -> Result<Applied, HandlerError> {
+        let span = tracing::info_span!(
+            "transaction",
+            db.system.name = "postgresql",
+            attempt,
+            otel.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        let result = self.transaction(event).instrument(span.clone()).await;
+        if let Err(error) = &result {
+            span.record("otel.status_code", "ERROR");
+            span.record(
+                "error.type",
+                match error {
+                    HandlerError::Permanent(_) => "permanent",
+                    HandlerError::Transient(_) => "transient",
+                },
+            );
         }
+        result
+    }
+
+    async fn transaction(&self, event: &IncomingEvent) -> Result<Applied, HandlerError> {
         let mut tx = self.pool.begin().await?;
         let first_time = sqlx::query!(
             r#"INSERT INTO inbox (consumer, event_id, event_type) VALUES ($1, $2, $3)
@@ -417,7 +488,14 @@ impl<H: EventHandler> Consumer<H> {
         if !first_time {
             return Ok(Applied::Before);
         }
-        self.handler.handle(&mut tx, event).await?;
+        let handle = tracing::info_span!(
+            "handle",
+            otel.name = %format_args!("handle {}", event.event_type),
+        );
+        self.handler
+            .handle(&mut tx, event)
+            .instrument(handle)
+            .await?;
         tx.commit().await?;
         Ok(Applied::Now)
     }

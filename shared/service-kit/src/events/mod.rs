@@ -23,7 +23,7 @@ pub use settings::{BusKind, EventBusSettings};
 use shop_model::events::{CloudEvent, ConsumerSpec, Event};
 use sqlx::PgPool;
 
-use crate::{request_context::TraceParent, tasks::BackgroundTasks};
+use crate::tasks::BackgroundTasks;
 
 /// Starts the outbox relay of a publishing service as a background task.
 pub fn spawn_relay(
@@ -72,7 +72,10 @@ pub mod headers {
     pub const TIME: &str = "ce_time";
     pub const SUBJECT: &str = "ce_subject";
     pub const CONTENT_TYPE: &str = "content-type";
-    pub const TRACEPARENT: &str = "traceparent";
+    /// W3C Trace Context: the context of the span that created the message (the outbox's
+    /// PRODUCER span); its consumer's span is that span's child.
+    pub const TRACEPARENT: &str = crate::telemetry::TRACEPARENT_HEADER;
+    pub const TRACESTATE: &str = crate::telemetry::TRACESTATE_HEADER;
     /// Added to dead letters: why the message failed, where it came from, who failed it.
     pub const DEAD_LETTER_ERROR: &str = "x-dead-letter-error";
     pub const DEAD_LETTER_TOPIC: &str = "x-dead-letter-topic";
@@ -97,25 +100,18 @@ pub struct Message {
 }
 
 impl Message {
-    /// The message that carries `event` with the attributes `envelope`.
+    /// The message that carries `event` with the attributes `envelope` (and no trace
+    /// context: [`outbox::enqueue`] adds its span's).
     pub fn from_event<E: Event>(
         envelope: &CloudEvent,
         event: &E,
-        traceparent: Option<&TraceParent>,
     ) -> Result<Self, serde_json::Error> {
-        let mut message = Self {
+        Ok(Self {
             topic: E::TOPIC.to_owned(),
             key: envelope.subject.clone(),
             headers: envelope_headers(envelope),
             payload: serde_json::to_vec(event)?,
-        };
-        if let Some(traceparent) = traceparent {
-            message.headers.insert(
-                headers::TRACEPARENT.to_owned(),
-                traceparent.as_str().to_owned(),
-            );
-        }
-        Ok(message)
+        })
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -145,14 +141,14 @@ fn envelope_headers(envelope: &CloudEvent) -> BTreeMap<String, String> {
     ])
 }
 
-/// A received event: its attributes and its still-encoded data.
+/// A received event: its attributes and its still-encoded data. (Its trace context is
+/// the consumer's business: the handler runs inside the delivery's span.)
 #[derive(Debug, Clone)]
 pub struct IncomingEvent {
     pub id: uuid::Uuid,
     pub event_type: String,
     pub subject: String,
     pub source: String,
-    pub traceparent: Option<TraceParent>,
     payload: Vec<u8>,
 }
 
@@ -188,9 +184,6 @@ impl IncomingEvent {
                 .unwrap_or_default()
                 .to_owned(),
             source: required(headers::SOURCE)?.to_owned(),
-            traceparent: message
-                .header(headers::TRACEPARENT)
-                .and_then(TraceParent::parse),
             payload: message.payload.clone(),
         })
     }
@@ -230,6 +223,16 @@ pub enum BusError {
     Other(String),
 }
 
+impl BusError {
+    /// A low-cardinality name of the failure (a span's `error.type`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unavailable(_) => "broker_unavailable",
+            Self::Other(_) => "broker_refused",
+        }
+    }
+}
+
 /// The event bus of a service: one connection, shared by the outbox relay, the consumers
 /// and the readiness check.
 #[derive(Clone)]
@@ -248,6 +251,14 @@ impl EventBus {
             BusKind::RabbitMq => Ok(Self::RabbitMq(
                 rabbitmq::RabbitBus::connect(&settings.rabbitmq, client_id).await?,
             )),
+        }
+    }
+
+    /// The broker, as OpenTelemetry's `messaging.system` names it.
+    pub fn system(&self) -> &'static str {
+        match self {
+            Self::Kafka(_) => "kafka",
+            Self::RabbitMq(_) => "rabbitmq",
         }
     }
 
@@ -429,15 +440,13 @@ mod tests {
             user_id: UserId::new(),
         };
         let envelope = CloudEvent::new("/order-service", &event);
-        let trace = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
-        let message = Message::from_event(&envelope, &event, trace.as_ref()).expect("encodes");
+        let message = Message::from_event(&envelope, &event).expect("encodes");
 
         assert_eq!(message.topic, "shop.orders");
         assert_eq!(message.key, event.order_id.to_string());
         let incoming = IncomingEvent::from_message(&message).expect("decodes");
         assert_eq!(incoming.id.to_string(), envelope.id);
         assert!(incoming.is::<OrderConfirmed>());
-        assert_eq!(incoming.traceparent, trace);
         assert_eq!(incoming.decode::<OrderConfirmed>().expect("data"), event);
     }
 

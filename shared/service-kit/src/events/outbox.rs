@@ -25,6 +25,11 @@
 //!   other aggregates flow on. `outbox-parked list|retry|discard` is the operator's tool.
 //!   A row that cannot even be read back is parked at once;
 //! - deletes published rows after the retention period.
+//!
+//! Tracing: [`enqueue`] is the PRODUCER span ("create") of the event, and its context is
+//! stored in the row's headers (`traceparent`); the message goes out with those headers,
+//! so the consumer's span is that span's child however late the relay publishes. The
+//! relay's own span per publish ("send") starts a trace of its own, linked to the row's.
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -35,17 +40,19 @@ use prometheus::{IntGauge, Registry};
 use shop_model::events::{CloudEvent, Event};
 use sqlx::{PgConnection, PgPool, postgres::PgListener};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::{BusError, EventBus, Message, settings::OutboxSettings};
-use crate::request_context::TraceParent;
+use super::{BusError, EventBus, Message, headers, settings::OutboxSettings};
+use crate::telemetry::{self, MessageHeadersMut};
 
 /// The advisory-lock namespace of [`enqueue`] (the two-key form, which never collides with
 /// the one-key locks that services take on their own rows): "outb".
 const AGGREGATE_LOCK_SPACE: i32 = 0x6f75_7462;
 
 /// Adds `event` to the outbox inside the caller's transaction. `source` is the publishing
-/// service (`/order-service`); `traceparent` ties the event to the request or event that
-/// caused it.
+/// service (`/order-service`). The event belongs to the trace of the current span (the
+/// request or the delivery that caused it): its PRODUCER span is a child of that span.
 ///
 /// Per-aggregate order is enforced here: the transaction takes a transaction-scoped lock
 /// on the event's aggregate (its partition key) before the row gets its `seq`, so a second
@@ -57,21 +64,51 @@ const AGGREGATE_LOCK_SPACE: i32 = 0x6f75_7462;
 ///
 /// An event that cannot be encoded is a bug: the error is `sqlx::Error::Encode`, which the
 /// consumer treats as permanent.
-#[tracing::instrument(skip_all, fields(event_type = E::TYPE, subject = %event.subject()))]
 pub async fn enqueue<E: Event>(
     conn: &mut PgConnection,
     source: &str,
     event: &E,
-    traceparent: Option<&TraceParent>,
 ) -> Result<uuid::Uuid, sqlx::Error> {
     let envelope = CloudEvent::new(source, event);
-    let message = Message::from_event(&envelope, event, traceparent)
-        .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    let event_id =
-        uuid::Uuid::parse_str(&envelope.id).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    let headers =
-        serde_json::to_value(&message.headers).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    let payload = serde_json::to_value(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let span = tracing::info_span!(
+        "outbox.enqueue",
+        otel.name = %format_args!("create {}", E::TOPIC),
+        otel.kind = "producer",
+        messaging.operation.type = "create",
+        messaging.operation.name = "create",
+        messaging.destination.name = E::TOPIC,
+        messaging.message.id = %envelope.id,
+        cloudevents.event_type = E::TYPE,
+        cloudevents.event_source = source,
+        cloudevents.event_subject = %envelope.subject,
+        db.system.name = "postgresql",
+    );
+    let encode = |e: serde_json::Error| sqlx::Error::Encode(Box::new(e));
+    let mut message = Message::from_event(&envelope, event).map_err(encode)?;
+    telemetry::inject(&span, &mut MessageHeadersMut(&mut message.headers));
+    let row = OutboxRow {
+        event_id: uuid::Uuid::parse_str(&envelope.id)
+            .map_err(|e| sqlx::Error::Encode(Box::new(e)))?,
+        event_type: E::TYPE,
+        headers: serde_json::to_value(&message.headers).map_err(encode)?,
+        payload: serde_json::to_value(event).map_err(encode)?,
+        message,
+    };
+    insert(conn, &row).instrument(span).await?;
+    Ok(row.event_id)
+}
+
+/// A row [`enqueue`] writes.
+struct OutboxRow {
+    event_id: uuid::Uuid,
+    event_type: &'static str,
+    message: Message,
+    headers: serde_json::Value,
+    payload: serde_json::Value,
+}
+
+async fn insert(conn: &mut PgConnection, row: &OutboxRow) -> Result<(), sqlx::Error> {
+    let message = &row.message;
     sqlx::query!(
         "SELECT pg_advisory_xact_lock($1, hashtext($2))",
         AGGREGATE_LOCK_SPACE,
@@ -82,16 +119,16 @@ pub async fn enqueue<E: Event>(
     sqlx::query!(
         r#"INSERT INTO outbox (event_id, topic, partition_key, event_type, headers, payload)
            VALUES ($1, $2, $3, $4, $5, $6)"#,
-        event_id,
+        row.event_id,
         message.topic,
         message.key,
-        E::TYPE,
-        headers,
-        payload,
+        row.event_type,
+        row.headers,
+        row.payload,
     )
     .execute(conn)
     .await?;
-    Ok(event_id)
+    Ok(())
 }
 
 /// Outbox gauges, exported on `/metrics`.
@@ -380,7 +417,13 @@ impl OutboxRelay {
                     continue;
                 }
             };
-            match self.bus.publish(&message).await {
+            let span = self.publish_span(&row, &message);
+            let published = self.bus.publish(&message).instrument(span.clone()).await;
+            if let Err(error) = &published {
+                span.record("otel.status_code", "ERROR");
+                span.record("error.type", error.kind());
+            }
+            match published {
                 Ok(()) => outcome.published.push(row.seq),
                 Err(BusError::Other(error)) => {
                     held.insert(row.partition_key.clone());
@@ -393,6 +436,34 @@ impl OutboxRelay {
             }
         }
         outcome
+    }
+
+    /// The span of one publish ("send"): a trace of its own (the relay works for no
+    /// request), linked to the PRODUCER span whose context the row stored.
+    fn publish_span(&self, row: &Row, message: &Message) -> tracing::Span {
+        let span = tracing::info_span!(
+            parent: None,
+            "outbox.publish",
+            otel.name = %format_args!("send {}", message.topic),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            messaging.system = self.bus.system(),
+            messaging.operation.type = "send",
+            messaging.operation.name = "send",
+            messaging.destination.name = %message.topic,
+            messaging.message.id = message.header(headers::ID),
+            messaging.kafka.message.key = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+            outbox.seq = row.seq,
+            outbox.attempt = row.attempts + 1,
+        );
+        if matches!(self.bus, EventBus::Kafka(_)) {
+            span.record("messaging.kafka.message.key", message.key.as_str());
+        }
+        if let Some(created) = telemetry::remote_span_context(&message.headers) {
+            span.add_link(created);
+        }
+        span
     }
 
     /// Marks what was published, and what was refused, in one short transaction.
