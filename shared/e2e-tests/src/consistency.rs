@@ -59,6 +59,8 @@ impl Stack {
     ///   orders (for every product, which must have been made by [`Stack::create_product`]);
     /// - money is conserved per customer: balance + charges − refunds = the initial
     ///   credit, and charges − refunds = the totals of the customer's confirmed orders;
+    /// - every balance is its wallet's ledger sum, every wallet has one opening row, and
+    ///   every payment is one ledger row of its wallet, for its amount;
     /// - every service's outbox is drained;
     /// - the broker holds no dead letter.
     pub async fn assert_consistent(&self, accepted: &[OrderId]) -> Consistency {
@@ -286,6 +288,48 @@ impl Stack {
                     "customer {user} has confirmed orders but no wallet"
                 ));
             }
+        }
+
+        // The wallet ledger: each statement reads one snapshot, so a balance and its rows
+        // are compared as of one moment even while the saga still moves money.
+        let unbalanced: Vec<(Uuid, i64, i64, i64)> = sqlx::query_as(
+            "SELECT w.user_id, w.balance_cents, COALESCE(SUM(l.amount_cents), 0)::BIGINT, \
+                    COUNT(l.id) FILTER (WHERE l.kind = 'opening_credit') \
+             FROM wallets w LEFT JOIN wallet_ledger l ON l.user_id = w.user_id \
+             GROUP BY w.user_id, w.balance_cents \
+             HAVING w.balance_cents <> COALESCE(SUM(l.amount_cents), 0) \
+                 OR COUNT(l.id) FILTER (WHERE l.kind = 'opening_credit') <> 1",
+        )
+        .fetch_all(&mut connections[payments_db].1)
+        .await
+        .expect("reading the wallets and their ledger");
+        for (user, balance, sum, openings) in &unbalanced {
+            broken.push(format!(
+                "wallet of {user} does not match its ledger: balance {balance}, ledger sum \
+                 {sum}, {openings} opening row(s)"
+            ));
+        }
+        let unrecorded: Vec<(Uuid, String, i64, i64)> = sqlx::query_as(
+            "SELECT p.id, p.kind, p.amount_cents, COUNT(l.id) FROM payments p \
+             LEFT JOIN wallet_ledger l ON l.payment_id = p.id AND l.user_id = p.user_id \
+                  AND l.kind = p.kind \
+                  AND l.amount_cents = CASE p.kind WHEN 'charge' THEN -p.amount_cents \
+                                                   ELSE p.amount_cents END \
+             GROUP BY p.id, p.kind, p.amount_cents HAVING COUNT(l.id) <> 1",
+        )
+        .fetch_all(&mut connections[payments_db].1)
+        .await
+        .expect("reading the payments and their ledger rows");
+        if !unrecorded.is_empty() {
+            let examples: Vec<String> = unrecorded
+                .iter()
+                .map(|(id, kind, amount, rows)| format!("{kind} {id} of {amount}: {rows} row(s)"))
+                .collect();
+            broken.push(format!(
+                "payments without exactly one matching ledger row: {} (e.g. {})",
+                unrecorded.len(),
+                sample(&examples)
+            ));
         }
 
         // Dead letters.

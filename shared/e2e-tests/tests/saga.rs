@@ -219,6 +219,10 @@ async fn concurrent_orders_for_scarce_stock_never_oversell_and_conserve_money(mo
             "customer {index} pays exactly for confirmed orders"
         );
     }
+    // And what the databases say, the wallet ledgers included: every balance is the sum
+    // of its ledger rows, every payment is one of them.
+    let accepted: Vec<_> = placed.iter().map(|(_, order)| order.id).collect();
+    stack.assert_consistent(&accepted).await;
 }
 
 async fn an_event_delivered_twice_has_one_effect(mode: Mode) {
