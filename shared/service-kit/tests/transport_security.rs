@@ -144,10 +144,11 @@ async fn the_rabbitmq_event_bus_publishes_and_consumes_over_amqps_with_ca_verifi
         failure(EventBus::connect(&settings(&renamed, &pki.ca_file(), true), "tls-test").await);
     assert!(message.to_lowercase().contains("certificate"), "{message}");
 
-    // The broker requires a client certificate: without one, no connection.
-    let message =
-        failure(EventBus::connect(&settings(&url, &pki.ca_file(), false), "tls-test").await);
-    assert!(message.to_lowercase().contains("certificate"), "{message}");
+    // The broker requires a client certificate: without one, no connection. (With TLS 1.3
+    // the broker judges the client's certificate after the client's side of the handshake
+    // is done, so the client sees its alert or just a reset: the cause is not asserted;
+    // the first case differs from this one only by the certificate.)
+    failure(EventBus::connect(&settings(&url, &pki.ca_file(), false), "tls-test").await);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -533,27 +533,6 @@ mod tests {
         config.get(key)
     }
 
-    /// A file with `content`, removed when dropped.
-    struct TempFile(std::path::PathBuf);
-
-    impl TempFile {
-        fn new(content: &str) -> Self {
-            let path = std::env::temp_dir().join(format!("kafka-{}", uuid::Uuid::new_v4()));
-            std::fs::write(&path, content).expect("temp file written");
-            Self(path)
-        }
-
-        fn path(&self) -> &str {
-            self.0.to_str().expect("a UTF-8 temp path")
-        }
-    }
-
-    impl Drop for TempFile {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
-
     #[test]
     fn plaintext_sets_no_tls_or_sasl_property() {
         let config = base_config(&settings(&[]), "test");
@@ -660,10 +639,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_ca_file_librdkafka_cannot_load_stops_the_start_up() {
-        let garbage = TempFile::new("not a certificate");
+        // A PEM file, readable, but a private key: no CA certificate in it.
+        let pki = test_kit::tls::TestPki::generate();
         let settings = settings(&[
             ("KAFKA_SECURITY_PROTOCOL", "ssl"),
-            ("KAFKA_SSL_CA_LOCATION", garbage.path()),
+            ("KAFKA_SSL_CA_LOCATION", &pki.client_key_file()),
         ]);
         let Err(error) = KafkaBus::connect(&settings, "test").await else {
             panic!("a client with an unreadable CA file was created");
