@@ -4,6 +4,7 @@
 mod domain;
 mod error;
 mod inventory;
+mod metrics;
 mod orders;
 mod repository;
 mod routes;

@@ -13,6 +13,7 @@ use crate::{
     domain::{OrderRequest, PricedLine, total},
     error::OrderError,
     inventory::InventoryClient,
+    metrics::OrderMetrics,
     repository, saga,
     status::{self, Input, Outcome},
 };
@@ -161,7 +162,12 @@ async fn price(
 
 /// Cancels an order on behalf of its owner or an admin. `OrderCancelled` is written with
 /// the status change; inventory releases the stock and payment refunds what was charged.
-pub async fn cancel(pool: &PgPool, identity: Identity, id: OrderId) -> Result<Order, OrderError> {
+pub async fn cancel(
+    pool: &PgPool,
+    metrics: &OrderMetrics,
+    identity: Identity,
+    id: OrderId,
+) -> Result<Order, OrderError> {
     let mut tx = pool.begin().await?;
     let order = repository::find_order(&mut tx, id, true)
         .await?
@@ -183,6 +189,7 @@ pub async fn cancel(pool: &PgPool, identity: Identity, id: OrderId) -> Result<Or
         .await?
         .ok_or(OrderError::NotFound)?;
     tx.commit().await?;
+    metrics.reached(to, reason, order.created_at);
     tracing::info!(order_id = %id, "order cancelled");
     Ok(order)
 }

@@ -17,6 +17,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use crate::{
     error::OrderError,
     inventory::InventoryClient,
+    metrics::OrderMetrics,
     orders::{self, Placed},
 };
 
@@ -207,9 +208,10 @@ async fn get_order_timeline(
 #[tracing::instrument(skip_all, fields(order_id = %id))]
 async fn cancel_order(
     pool: web::Data<PgPool>,
+    metrics: web::Data<OrderMetrics>,
     identity: Identity,
     id: web::Path<OrderId>,
 ) -> Result<web::Json<Order>, ApiError> {
-    let order = orders::cancel(&pool, identity, id.into_inner()).await?;
+    let order = orders::cancel(&pool, &metrics, identity, id.into_inner()).await?;
     Ok(web::Json(order))
 }

@@ -27,6 +27,7 @@ use shop_model::{
 use sqlx::PgConnection;
 
 use crate::{
+    metrics::OrderMetrics,
     repository,
     status::{self, Input, Outcome, StatusReason},
 };
@@ -66,7 +67,10 @@ pub fn service_name(source: &str) -> &str {
         .unwrap_or(source)
 }
 
-pub struct OrderSaga;
+/// The consumer of the saga's events; it counts the orders it settles.
+pub struct OrderSaga {
+    pub metrics: OrderMetrics,
+}
 
 impl EventHandler for OrderSaga {
     async fn handle(
@@ -102,7 +106,7 @@ impl EventHandler for OrderSaga {
                 event.event_type
             )));
         };
-        apply(tx, event, order_id, input).await
+        apply(tx, event, order_id, input, &self.metrics).await
     }
 }
 
@@ -111,6 +115,7 @@ async fn apply(
     event: &IncomingEvent,
     order_id: OrderId,
     input: Input,
+    metrics: &OrderMetrics,
 ) -> Result<(), HandlerError> {
     let order = repository::find_order(tx, order_id, true)
         .await
@@ -141,6 +146,7 @@ async fn apply(
     repository::update_status(tx, order_id, to, reason)
         .await
         .map_err(HandlerError::Transient)?;
+    metrics.reached(to, reason, order.created_at);
     match (to, input) {
         (OrderStatus::Confirmed, _) => {
             let confirmed = OrderConfirmed {

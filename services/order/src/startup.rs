@@ -9,7 +9,7 @@ use service_kit::{
     runtime::{RunningService, ServiceRuntime},
 };
 
-use crate::{Settings, inventory::InventoryClient, routes, saga::OrderSaga};
+use crate::{Settings, inventory::InventoryClient, metrics::OrderMetrics, routes, saga::OrderSaga};
 
 pub const API_INFO: ApiInfo = ApiInfo {
     service: "order-service",
@@ -40,11 +40,15 @@ impl Application {
             &settings.events,
         )
         .await?;
-        runtime.consume(OrderSaga)?;
-        let inventory = web::Data::new(InventoryClient::new(ServiceClient::new(
-            "inventory-service",
-            settings.inventory.clone(),
-        )?));
+        let metrics = OrderMetrics::register(runtime.metrics())?;
+        runtime.consume(OrderSaga {
+            metrics: metrics.clone(),
+        })?;
+        let metrics = web::Data::new(metrics);
+        let inventory = web::Data::new(InventoryClient::new(
+            ServiceClient::new("inventory-service", settings.inventory.clone())?
+                .with_metrics(runtime.metrics())?,
+        ));
         let authenticator = Authenticator::remote(&settings.auth)?;
         runtime
             .serve(
@@ -53,6 +57,7 @@ impl Application {
                 authenticator,
                 move |cfg| {
                     cfg.app_data(inventory.clone());
+                    cfg.app_data(metrics.clone());
                 },
             )
             .map(Self)

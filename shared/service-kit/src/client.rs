@@ -107,6 +107,35 @@ impl ServiceClient {
         })
     }
 
+    /// Shows this client's breaker on `/metrics`: `shop_circuit_breaker_state{client}`
+    /// (0 closed, 1 open, 2 half-open) and `shop_client_rejected_calls_total{client}`
+    /// (calls failed fast because the circuit was open).
+    pub fn with_metrics(mut self, registry: &prometheus::Registry) -> prometheus::Result<Self> {
+        let state = prometheus::IntGaugeVec::new(
+            prometheus::Opts::new(
+                "shop_circuit_breaker_state",
+                "State of the circuit breaker towards a downstream service: 0 closed, 1 open, 2 half-open",
+            ),
+            &["client"],
+        )?;
+        let rejected = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "shop_client_rejected_calls_total",
+                "Calls to a downstream service failed fast because its circuit was open",
+            ),
+            &["client"],
+        )?;
+        registry.register(Box::new(state.clone()))?;
+        registry.register(Box::new(rejected.clone()))?;
+        let metrics = BreakerMetrics {
+            state: state.with_label_values(&[self.service]),
+            rejected: rejected.with_label_values(&[self.service]),
+        };
+        metrics.show(&self.breaker.lock());
+        self.breaker.metrics = Some(metrics);
+        Ok(self)
+    }
+
     /// `GET path?query` and decode the JSON answer; `on_behalf_of` is the user's token
     /// when the call is made for a user.
     pub async fn get_json<T: DeserializeOwned>(
@@ -267,6 +296,22 @@ struct CircuitBreaker {
     threshold: u32,
     open_for: Duration,
     state: Mutex<BreakerState>,
+    metrics: Option<BreakerMetrics>,
+}
+
+struct BreakerMetrics {
+    state: prometheus::IntGauge,
+    rejected: prometheus::IntCounter,
+}
+
+impl BreakerMetrics {
+    fn show(&self, state: &BreakerState) {
+        self.state.set(match state {
+            BreakerState::Closed { .. } => 0,
+            BreakerState::Open { .. } => 1,
+            BreakerState::HalfOpen { .. } => 2,
+        });
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -290,6 +335,13 @@ impl CircuitBreaker {
             threshold,
             open_for,
             state: Mutex::new(BreakerState::Closed { failures: 0 }),
+            metrics: None,
+        }
+    }
+
+    fn show(&self, state: &BreakerState) {
+        if let Some(metrics) = &self.metrics {
+            metrics.show(state);
         }
     }
 
@@ -304,7 +356,7 @@ impl CircuitBreaker {
     fn try_acquire(&self) -> Result<(), Duration> {
         let mut state = self.lock();
         let now = Instant::now();
-        match *state {
+        let acquired = match *state {
             BreakerState::Closed { .. } => Ok(()),
             BreakerState::Open { until } if now >= until => {
                 *state = BreakerState::HalfOpen { since: now };
@@ -316,7 +368,12 @@ impl CircuitBreaker {
                 Ok(())
             }
             BreakerState::HalfOpen { .. } => Err(self.open_for),
+        };
+        self.show(&state);
+        if let (Err(_), Some(metrics)) = (&acquired, &self.metrics) {
+            metrics.rejected.inc();
         }
+        acquired
     }
 
     fn on_success(&self) {
@@ -326,6 +383,7 @@ impl CircuitBreaker {
                 tracing::info!("circuit closed");
             }
             *state = BreakerState::Closed { failures: 0 };
+            self.show(&state);
         }
     }
 
@@ -350,6 +408,7 @@ impl CircuitBreaker {
             }
         };
         *state = next;
+        self.show(&state);
     }
 }
 
@@ -388,6 +447,43 @@ mod tests {
         assert!(matches!(*breaker.lock(), BreakerState::HalfOpen { .. }));
         breaker.on_success();
         assert_eq!(*breaker.lock(), BreakerState::Closed { failures: 0 });
+    }
+
+    #[test]
+    fn the_breaker_state_and_its_rejections_are_on_the_metrics() {
+        let registry = prometheus::Registry::new();
+        let settings = ClientSettings {
+            failure_threshold: 1,
+            open_duration: Duration::from_secs(60),
+            ..ClientSettings::for_tests(url::Url::parse("http://127.0.0.1:1").expect("url"))
+        };
+        let client = ServiceClient::new("inventory-service", settings)
+            .and_then(|c| Ok(c.with_metrics(&registry)?))
+            .expect("client");
+        let value = |name: &str| {
+            registry
+                .gather()
+                .iter()
+                .find(|family| family.name() == name)
+                .and_then(|family| family.get_metric().first().cloned())
+                .map(|m| {
+                    if name.ends_with("_total") {
+                        m.get_counter().get_value()
+                    } else {
+                        m.get_gauge().get_value()
+                    }
+                })
+        };
+        assert_eq!(value("shop_circuit_breaker_state"), Some(0.0), "closed");
+
+        client.breaker.on_failure("inventory-service");
+        assert_eq!(value("shop_circuit_breaker_state"), Some(1.0), "open");
+        assert!(client.breaker.try_acquire().is_err());
+        assert!(client.breaker.try_acquire().is_err());
+        assert_eq!(value("shop_client_rejected_calls_total"), Some(2.0));
+
+        client.breaker.on_success();
+        assert_eq!(value("shop_circuit_breaker_state"), Some(0.0), "closed again");
     }
 
     #[test]

@@ -129,6 +129,54 @@ pub fn is_check_violation(error: &sqlx::Error, constraint: &str) -> bool {
     }
 }
 
+
+/// `shop_db_pool_connections{state="in_use"|"idle"}` and `shop_db_pool_max_connections`,
+/// read from the pool at every scrape.
+pub fn register_pool_metrics(
+    pool: &PgPool,
+    max_connections: u32,
+    registry: &prometheus::Registry,
+) -> prometheus::Result<()> {
+    let connections = prometheus::IntGaugeVec::new(
+        prometheus::Opts::new(
+            "shop_db_pool_connections",
+            "Connections of the database pool, by state (in_use, idle)",
+        ),
+        &["state"],
+    )?;
+    let max = prometheus::IntGauge::new(
+        "shop_db_pool_max_connections",
+        "The most connections the database pool opens (DATABASE_MAX_CONNECTIONS)",
+    )?;
+    max.set(i64::from(max_connections));
+    registry.register(Box::new(PoolCollector {
+        pool: pool.clone(),
+        connections,
+    }))?;
+    registry.register(Box::new(max))
+}
+
+struct PoolCollector {
+    pool: PgPool,
+    connections: prometheus::IntGaugeVec,
+}
+
+impl prometheus::core::Collector for PoolCollector {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.connections.desc()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let size = i64::from(self.pool.size());
+        let idle = i64::try_from(self.pool.num_idle()).unwrap_or(i64::MAX);
+        self.connections.with_label_values(&["idle"]).set(idle);
+        self.connections
+            .with_label_values(&["in_use"])
+            .set((size - idle).max(0));
+        self.connections.collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

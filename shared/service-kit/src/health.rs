@@ -78,12 +78,6 @@ pub struct Readiness {
     up: IntGaugeVec,
 }
 
-impl Default for Readiness {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// How long one check may take before it counts as down.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -91,19 +85,18 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
 impl Readiness {
-    pub fn new() -> Self {
+    pub fn new() -> prometheus::Result<Self> {
         let up = IntGaugeVec::new(
             Opts::new(
                 "shop_dependency_up",
                 "1 while a dependency (database, broker) answers its health check, 0 while not",
             ),
             &["dependency"],
-        )
-        .expect("a valid metric definition");
-        Self {
+        )?;
+        Ok(Self {
             checks: Vec::new(),
             up,
-        }
+        })
     }
 
     pub fn with(self, check: impl ReadinessCheck + 'static) -> Self {
@@ -176,9 +169,7 @@ pub async fn live() -> HttpResponse {
 #[get("/health/ready")]
 pub async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
     let results = readiness.evaluate().await;
-    let ready = results
-        .iter()
-        .all(|(_, up, decides)| *up || !*decides);
+    let ready = results.iter().all(|(_, up, decides)| *up || !*decides);
     let report = HealthReport {
         status: if ready { "up" } else { "down" },
         checks: results

@@ -157,8 +157,11 @@ where
 {
     let document = openapi(info, routes);
     deps.authenticator.register_metrics(&deps.metrics)?;
+    // The middleware only records; `/metrics` is a route of its own below. (Given an
+    // endpoint, the middleware still runs the app's handler for it — the 404 of an unknown
+    // route, logged on every scrape — and replaces the body afterwards.)
+    let registry = web::Data::new(deps.metrics.clone());
     let metrics = PrometheusMetricsBuilder::new("shop")
-        .endpoint("/metrics")
         .registry(deps.metrics)
         .const_labels(HashMap::from([("service".to_owned(), info.service.to_owned())]))
         .exclude("/metrics")
@@ -190,6 +193,7 @@ where
             .app_data(web::PathConfig::default().error_handler(error::path_error_handler))
             .app_data(authenticator.clone())
             .app_data(readiness.clone())
+            .app_data(registry.clone())
             .configure(app_data.clone())
             .into_utoipa_app()
             .configure(kit_routes)
@@ -199,6 +203,7 @@ where
                 SwaggerUi::new("/swagger-ui/{_:.*}")
                     .url("/api-docs/openapi.json", document.clone()),
             )
+            .route("/metrics", web::get().to(serve_metrics))
             .default_service(web::to(error::route_not_found))
     })
     .listen(listener)?
@@ -209,6 +214,21 @@ where
         server = server.workers(workers);
     }
     Ok(server.run())
+}
+
+/// `GET /metrics`: every metric of the registry (HTTP, outbox, consumers, the service's
+/// own, process) in the Prometheus text format.
+async fn serve_metrics(registry: web::Data<prometheus::Registry>) -> actix_web::HttpResponse {
+    let encoder = prometheus::TextEncoder::new();
+    match encoder.encode_to_string(&registry.gather()) {
+        Ok(text) => actix_web::HttpResponse::Ok()
+            .content_type(prometheus::TEXT_FORMAT)
+            .body(text),
+        Err(error) => {
+            tracing::error!(%error, "metrics could not be encoded");
+            actix_web::HttpResponse::InternalServerError().finish()
+        }
+    }
 }
 
 /// Runs the server and the background tasks until SIGTERM or SIGINT, then shuts down

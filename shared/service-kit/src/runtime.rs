@@ -53,6 +53,11 @@ impl ServiceRuntime {
         let pool = db::connect_and_migrate(database, migrator).await?;
         let bus = EventBus::connect(events, info.service).await?;
         let metrics = prometheus::Registry::new();
+        // CPU, memory, open files and threads of this process (`process_*`), and the pool.
+        metrics.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        db::register_pool_metrics(&pool, database.max_connections, &metrics)?;
         let mut tasks = BackgroundTasks::new();
         events::spawn_relay(&mut tasks, pool.clone(), bus.clone(), events, &metrics)?;
         Ok(Self {
@@ -68,6 +73,11 @@ impl ServiceRuntime {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The registry `/metrics` serves: a service registers its own metrics here.
+    pub fn metrics(&self) -> &prometheus::Registry {
+        &self.metrics
     }
 
     /// Starts the service's event consumer: the entry of `shop_model::events::CONSUMERS`
@@ -98,7 +108,7 @@ impl ServiceRuntime {
     {
         let port = self.listener.local_addr()?.port();
         let mut tasks = self.tasks;
-        let readiness = Readiness::new()
+        let readiness = Readiness::new()?
             .with(DatabaseCheck(self.pool.clone()))
             .with(BrokerCheck(self.bus));
         readiness.watch(&mut tasks, &self.metrics)?;

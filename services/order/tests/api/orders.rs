@@ -267,6 +267,13 @@ async fn the_owner_cancels_a_pending_order_once() {
         .send()
         .await;
     again.assert_status(409);
+    // Counted once, as the customer's cancellation.
+    let counted = [("status", "cancelled"), ("reason", "cancelled_by_customer")];
+    let base = app.api.base_url();
+    assert_eq!(
+        test_kit::metric(base, "shop_orders_terminal_total", &counted).await,
+        1.0
+    );
 }
 
 #[tokio::test]

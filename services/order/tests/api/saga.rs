@@ -71,6 +71,17 @@ async fn a_successful_payment_confirms_the_order_and_publishes_order_confirmed()
     );
     let confirmed = orders.next_of_type(OrderConfirmed::TYPE, WAIT).await;
     assert_eq!(confirmed.key, order.id.to_string());
+    let base = app.api.base_url();
+    let counted = [("status", "confirmed"), ("reason", "none")];
+    assert_eq!(
+        test_kit::metric(base, "shop_orders_terminal_total", &counted).await,
+        1.0
+    );
+    let timed = [("status", "confirmed")];
+    assert_eq!(
+        test_kit::metric(base, "shop_order_saga_duration_seconds_count", &timed).await,
+        1.0
+    );
 }
 
 #[tokio::test]
@@ -114,6 +125,12 @@ async fn a_failed_payment_rejects_the_order_and_releases_its_stock() {
     assert_eq!(order.status, OrderStatus::Rejected);
     assert_eq!(order.status_reason.as_deref(), Some("insufficient_funds"));
     assert_eq!(app.outbox_count(OrderCancelled::TYPE).await, 1);
+    let counted = [("status", "rejected"), ("reason", "insufficient_funds")];
+    let base = app.api.base_url();
+    assert_eq!(
+        test_kit::metric(base, "shop_orders_terminal_total", &counted).await,
+        1.0
+    );
 }
 
 #[tokio::test]

@@ -216,3 +216,17 @@ async fn the_rate_limit_is_kept_per_user() {
         .await;
     again.assert_status(429);
 }
+
+#[tokio::test]
+async fn metrics_show_the_database_pool_and_the_process() {
+    let app = spawn_app().await;
+    let base = app.api.base_url();
+
+    // The pool has opened at least the connection the start-up used; none is held now.
+    let idle = test_kit::metric(base, "shop_db_pool_connections", &[("state", "idle")]).await;
+    assert!(idle >= 1.0, "idle connections: {idle}");
+    let max = test_kit::metric(base, "shop_db_pool_max_connections", &[]).await;
+    assert!(max >= idle, "max {max} below idle {idle}");
+    let memory = test_kit::metric(base, "process_resident_memory_bytes", &[]).await;
+    assert!(memory > 0.0, "resident memory: {memory}");
+}
