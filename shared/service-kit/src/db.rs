@@ -129,7 +129,6 @@ pub fn is_check_violation(error: &sqlx::Error, constraint: &str) -> bool {
     }
 }
 
-
 /// `shop_db_pool_connections{state="in_use"|"idle"}` and `shop_db_pool_max_connections`,
 /// read from the pool at every scrape.
 pub fn register_pool_metrics(

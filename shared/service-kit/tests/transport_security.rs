@@ -6,6 +6,8 @@
 //! Each test starts its server once and walks the cases in turn (nextest runs every test
 //! in a process of its own, so a server shared by several tests would start for each).
 
+#![allow(clippy::expect_used, clippy::panic)]
+
 use std::time::Duration;
 
 use secrecy::SecretString;
