@@ -506,7 +506,10 @@ where
     let ids = DispatchCell::default();
     let traces = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer(service))
+        // Attributes a reader of a trace needs; not the tracing internals.
         .with_threads(false)
+        .with_target(false)
+        .with_tracked_inactivity(false)
         .with_filter(trace_filter());
     let subscriber = tracing_subscriber::registry()
         .with(traces)
@@ -712,11 +715,11 @@ pub fn client_span(
         otel.kind = "client",
         otel.status_code = tracing::field::Empty,
         http.request.method = %request.method(),
-        http.request.resend_count = (resend > 0).then_some(resend),
+        http.request.resend_count = (resend > 0).then_some(i64::from(resend)),
         http.response.status_code = tracing::field::Empty,
         url.full = %url,
         server.address = url.host_str(),
-        server.port = url.port_or_known_default(),
+        server.port = url.port_or_known_default().map(i64::from),
         peer.service = peer,
         error.type = tracing::field::Empty,
     );
@@ -730,7 +733,7 @@ pub fn record_response(span: &Span, outcome: &Result<reqwest::Response, reqwest:
     match outcome {
         Ok(response) => {
             let status = response.status();
-            span.record("http.response.status_code", status.as_u16());
+            span.record("http.response.status_code", i64::from(status.as_u16()));
             if status.is_client_error() || status.is_server_error() {
                 span.record("otel.status_code", "ERROR");
                 span.record("error.type", status.as_str());
@@ -907,25 +910,38 @@ impl RootSpanBuilder for RequestSpan {
         };
         let connection = request.connection_info().clone();
         let (host, port) = split_host(connection.host());
-        let span = tracing::info_span!(
-            "http_request",
-            otel.name = %name,
-            otel.kind = "server",
-            otel.status_code = tracing::field::Empty,
-            request_id = %request_id.as_str(),
-            http.request.method = %method,
-            http.route = route.as_deref(),
-            http.response.status_code = tracing::field::Empty,
-            url.path = %request.path(),
-            url.scheme = %connection.scheme(),
-            server.address = %host,
-            server.port = port,
-            client.address = connection.peer_addr(),
-            user_agent.original = request
-                .headers()
-                .get(actix_web::http::header::USER_AGENT)
-                .and_then(|v| v.to_str().ok()),
-        );
+        let user_agent = request
+            .headers()
+            .get(actix_web::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok());
+        macro_rules! request_span {
+            ($level:expr) => {
+                tracing::span!(
+                    $level,
+                    "http_request",
+                    otel.name = %name,
+                    otel.kind = "server",
+                    otel.status_code = tracing::field::Empty,
+                    request_id = %request_id.as_str(),
+                    http.request.method = %method,
+                    http.route = route.as_deref(),
+                    http.response.status_code = tracing::field::Empty,
+                    url.path = %request.path(),
+                    url.scheme = %connection.scheme(),
+                    server.address = %host,
+                    server.port = port.map(i64::from),
+                    client.address = connection.peer_addr(),
+                    user_agent.original = user_agent,
+                )
+            };
+        }
+        // Probes and scrapes every few seconds would bury the traces worth reading: their
+        // spans are below the level that becomes a trace (and a log line, at `info`).
+        let span = if is_probe(request.path()) {
+            request_span!(tracing::Level::DEBUG)
+        } else {
+            request_span!(tracing::Level::INFO)
+        };
         let _ = span.set_parent(extract(&IncomingHeaders(request.headers())));
         request.extensions_mut().insert(request_id);
         span
@@ -940,7 +956,7 @@ impl RootSpanBuilder for RequestSpan {
             Ok(response) => response.status(),
             Err(error) => error.as_response_error().status_code(),
         };
-        span.record("http.response.status_code", status.as_u16());
+        span.record("http.response.status_code", i64::from(status.as_u16()));
         // A 4xx is the client's doing, not a failure of the server span.
         if status.is_server_error() {
             span.record("otel.status_code", "ERROR");

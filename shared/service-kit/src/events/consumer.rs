@@ -454,7 +454,7 @@ impl<H: EventHandler> Consumer<H> {
         let span = tracing::info_span!(
             "transaction",
             db.system.name = "postgresql",
-            attempt,
+            attempt = i64::from(attempt),
             otel.status_code = tracing::field::Empty,
             error.type = tracing::field::Empty,
         );
