@@ -17,14 +17,15 @@ use std::{
 };
 
 use actix_web::{App, HttpResponse, HttpServer, dev::ServerHandle, test, web};
-use jsonwebtoken::{EncodingKey, Header, jwk::JwkSet};
+use jsonwebtoken::jwk::JwkSet;
 use secrecy::SecretString;
 use service_kit::{
-    auth::{ALGORITHM, AuthError, Authenticator, Claims, DEV_SIGNING_KEY, TokenIssuer},
+    auth::{AuthError, Authenticator, DEV_SIGNING_KEY, TokenIssuer},
     config::{AuthSettings, JwksPolicy, RateLimitSettings},
     rate_limit::RateLimit,
 };
 use shop_model::{Role, UserId};
+use test_kit::tokens;
 
 /// What the stand-in user-service does with a request for the key set.
 #[derive(Clone)]
@@ -142,27 +143,6 @@ fn token(issuer: &TokenIssuer) -> String {
         .token
 }
 
-/// A well-formed token whose header names a key id nobody published.
-fn token_with_random_kid(signer: &EncodingKey) -> String {
-    let mut header = Header::new(ALGORITHM);
-    header.kid = Some(uuid::Uuid::new_v4().simple().to_string());
-    let now = jsonwebtoken::get_current_timestamp();
-    let claims = Claims {
-        sub: UserId::new(),
-        role: Role::Admin,
-        iss: service_kit::config::DEFAULT_JWT_ISSUER.to_owned(),
-        aud: service_kit::config::DEFAULT_JWT_AUDIENCE.to_owned(),
-        iat: now,
-        exp: now + 600,
-    };
-    jsonwebtoken::encode(&header, &claims, signer).expect("signed")
-}
-
-/// Any key will do to sign a token whose key id nobody knows.
-fn some_signer() -> EncodingKey {
-    EncodingKey::from_ed_pem(DEV_SIGNING_KEY.as_bytes()).expect("a key")
-}
-
 /// The value of `shop_jwks_fetches_total{outcome}`.
 fn fetches(registry: &prometheus::Registry, outcome: &str) -> u64 {
     registry
@@ -267,10 +247,7 @@ async fn keys_that_no_fetch_confirmed_for_longer_than_the_limit_are_no_longer_tr
     let failing_since = Instant::now();
 
     let result = test_kit::eventually(Duration::from_secs(10), "the key to be dropped", || async {
-        match auth.verify(&token).await {
-            Ok(_) => None,
-            Err(error) => Some(error),
-        }
+        auth.verify(&token).await.err()
     })
     .await;
 
@@ -290,23 +267,34 @@ async fn two_hundred_tokens_with_random_key_ids_while_user_service_fails_cause_a
 {
     let key = new_key();
     let endpoint = JwksEndpoint::start(&[&key]).await;
-    let (auth, registry) = authenticator(&endpoint, JwksPolicy::default());
+    let policy = JwksPolicy {
+        min_fetch_interval: Duration::from_secs(1),
+        ..JwksPolicy::default()
+    };
+    let (auth, registry) = authenticator(&endpoint, policy);
     let known = token(&key);
     auth.verify(&known).await.expect("verifies");
-    assert_eq!(endpoint.requests(), 1, "the start-up fetch");
     endpoint.set(Behaviour::Fail);
-    let signer = some_signer();
+    // Once the interval since the first fetch is over, an unknown key id makes a fetch,
+    // which fails: user-service is down from here on.
+    let fetched_before = endpoint.requests();
+    test_kit::eventually(Duration::from_secs(10), "a failed fetch", || async {
+        let _ = auth.verify(&tokens::unknown_key_id()).await;
+        (endpoint.requests() > fetched_before && fetches(&registry, "error") >= 1).then_some(())
+    })
+    .await;
+    let fetched_before = endpoint.requests();
 
     // One after the other, as the issue saw them queue: each would wait for its own fetch.
     let start = Instant::now();
     let mut results = Vec::new();
     for _ in 0..200 {
-        results.push(auth.verify(&token_with_random_kid(&signer)).await);
+        results.push(auth.verify(&tokens::unknown_key_id()).await);
     }
     let took = start.elapsed();
 
     assert!(results.iter().all(Result::is_err));
-    let fetched = endpoint.requests() - 1;
+    let fetched = endpoint.requests() - fetched_before;
     assert!(fetched <= 2, "{fetched} fetches for 200 random key ids");
     assert!(
         took < Duration::from_secs(2),
@@ -314,17 +302,17 @@ async fn two_hundred_tokens_with_random_key_ids_while_user_service_fails_cause_a
     );
     assert!(fetches(&registry, "throttled") >= 190);
     // Throttled means answered at once with 503 and Retry-After, never a wait.
-    let throttled = results
-        .into_iter()
-        .filter_map(Result::err)
-        .find(|e| matches!(e, AuthError::KeysUnavailable { .. }));
-    match throttled {
-        Some(AuthError::KeysUnavailable { retry_after, .. }) => {
-            assert!(retry_after >= Duration::from_secs(1) && retry_after <= Duration::from_secs(10))
+    for result in results {
+        match result {
+            Err(AuthError::KeysUnavailable { retry_after, .. }) => {
+                assert!(
+                    retry_after >= Duration::from_secs(1) && retry_after <= Duration::from_secs(10)
+                )
+            }
+            other => panic!("expected 503 with Retry-After, got {other:?}"),
         }
-        other => panic!("expected a throttled answer, got {other:?}"),
     }
-    // And the key already known keeps verifying.
+    // And the key already known keeps verifying, at once.
     let took = verify_many(&auth, &known, 50).await;
     assert!(took < Duration::from_millis(500), "{took:?}");
 }
@@ -462,13 +450,12 @@ async fn the_rate_limiter_verifies_against_known_keys_only_and_never_fetches() {
             .to_request();
         test::call_service(&app, request)
     };
-    let signer = some_signer();
 
     // Unverifiable tokens count against the address: one passes, the rest are limited.
     let start = Instant::now();
     let mut statuses = Vec::new();
     for _ in 0..100 {
-        statuses.push(call(token_with_random_kid(&signer)).await.status().as_u16());
+        statuses.push(call(tokens::unknown_key_id()).await.status().as_u16());
     }
     let took = start.elapsed();
     // Tokens of a known key count against their user, even from the same address.

@@ -94,5 +94,16 @@ pub fn untrusted_signature() -> String {
         .token
 }
 
+/// Well-formed and signed, but naming a key id that nobody publishes, a new one on every
+/// call: what a client inventing key ids sends (each would make a naive verifier fetch).
+pub fn unknown_key_id() -> String {
+    let mut header = jsonwebtoken::Header::new(service_kit::auth::ALGORITHM);
+    header.kid = Some(uuid::Uuid::new_v4().simple().to_string());
+    let key = jsonwebtoken::EncodingKey::from_ed_pem(DEV_SIGNING_KEY.as_bytes())
+        .unwrap_or_else(|e| panic!("development key: {e}"));
+    jsonwebtoken::encode(&header, &claims(Role::Admin), &key)
+        .unwrap_or_else(|e| panic!("sign: {e}"))
+}
+
 /// Not a JWT at all.
 pub const GARBAGE: &str = "not-a.jwt-token";
