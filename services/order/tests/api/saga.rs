@@ -41,6 +41,16 @@ async fn placing_an_order_publishes_order_placed() {
     assert_eq!(placed.order_id, order.id);
     assert_eq!(placed.total_cents, order.total_cents);
     assert_eq!(placed.items.len(), 1);
+    // Counted by the relay once the broker acknowledged it (which may be a moment after
+    // the watcher got it).
+    let published = [("event_type", OrderPlaced::TYPE)];
+    let base = app.api.base_url();
+    test_kit::eventually(WAIT, "OrderPlaced counted as published", || async {
+        let count = test_kit::metric(base, "shop_events_published_total", &published).await;
+        assert!(count <= 1.0, "published {count} times");
+        (count == 1.0).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -36,7 +36,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use prometheus::{IntGauge, Registry};
+use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use shop_model::events::{CloudEvent, Event};
 use sqlx::{PgConnection, PgPool, postgres::PgListener};
 use tokio_util::sync::CancellationToken;
@@ -137,6 +137,7 @@ struct OutboxMetrics {
     pending: IntGauge,
     oldest_age_seconds: IntGauge,
     parked: IntGauge,
+    published: IntCounterVec,
 }
 
 impl OutboxMetrics {
@@ -153,13 +154,23 @@ impl OutboxMetrics {
             "shop_outbox_parked",
             "Events the broker refused for good, parked for an operator (outbox-parked)",
         )?;
+        let published = IntCounterVec::new(
+            Opts::new(
+                "shop_events_published_total",
+                "Events the broker acknowledged, by type (at least once: a row whose mark \
+                 failed is published, and counted, again)",
+            ),
+            &["event_type"],
+        )?;
         registry.register(Box::new(pending.clone()))?;
         registry.register(Box::new(oldest_age_seconds.clone()))?;
         registry.register(Box::new(parked.clone()))?;
+        registry.register(Box::new(published.clone()))?;
         Ok(Self {
             pending,
             oldest_age_seconds,
             parked,
+            published,
         })
     }
 }
@@ -424,7 +435,14 @@ impl OutboxRelay {
                 span.record("error.type", error.kind());
             }
             match published {
-                Ok(()) => outcome.published.push(row.seq),
+                Ok(()) => {
+                    let event_type = message.header(headers::TYPE).unwrap_or("unknown");
+                    self.metrics
+                        .published
+                        .with_label_values(&[event_type])
+                        .inc();
+                    outcome.published.push(row.seq);
+                }
                 Err(BusError::Other(error)) => {
                     held.insert(row.partition_key.clone());
                     outcome.refused.push((row.seq, row.attempts, error));
