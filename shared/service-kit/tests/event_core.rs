@@ -55,6 +55,7 @@ macro_rules! both_buses {
 }
 
 both_buses!(
+    the_consumer_lag_counts_what_waits_and_falls_to_zero_once_handled,
     one_aggregates_events_are_published_once_in_commit_order_by_two_relays_and_racing_writers,
     events_written_while_the_broker_is_down_are_published_once_it_returns,
     a_row_the_broker_refuses_is_parked_and_holds_back_only_its_own_aggregate,
@@ -671,6 +672,64 @@ async fn a_row_the_broker_refuses_is_parked_and_holds_back_only_its_own_aggregat
 
 // ---------------------------------------------------------------------------------------
 // The consumer.
+
+async fn the_consumer_lag_counts_what_waits_and_falls_to_zero_once_handled(kind: BusKind) {
+    let fixture = Fixture::start(kind, &[]).await;
+    let bus = fixture.bus("publisher").await;
+    for _ in 0..3 {
+        let message = message_for(&registered(UserId::new()));
+        bus.publish(&message).await.expect("publish");
+    }
+    let registry = prometheus::Registry::new();
+    let consumer = Consumer::new(
+        fixture.service_pool.clone(),
+        fixture.bus("consumer").await,
+        ConsumerSpec::named(CONSUMER).expect("spec"),
+        counting(),
+        fixture.settings.consumer.clone(),
+        ConsumerMetrics::register(&registry).expect("metrics"),
+    );
+    let probe = consumer.lag_probe();
+    let lag = || {
+        metric(
+            &registry,
+            "shop_consumer_lag_messages",
+            &[("consumer", CONSUMER)],
+        )
+    };
+
+    probe.measure().await;
+    assert_eq!(
+        lag(),
+        3.0,
+        "three messages wait for a consumer that has not started"
+    );
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(consumer.run(shutdown.clone()));
+    test_kit::eventually(DEADLINE, "the lag back to zero", || async {
+        probe.measure().await;
+        (lag() == 0.0).then_some(())
+    })
+    .await;
+    // Every handled type shows a dead-letter series, at zero, from the start.
+    assert_eq!(
+        metric(
+            &registry,
+            "shop_events_dead_lettered_total",
+            &[("consumer", CONSUMER), ("event_type", UserRegistered::TYPE)]
+        ),
+        0.0
+    );
+    assert!(
+        registry
+            .gather()
+            .iter()
+            .any(|family| family.name() == "shop_events_dead_lettered_total"),
+        "the dead-letter counter is exported before any dead letter"
+    );
+    shutdown.cancel();
+}
 
 async fn a_handler_that_is_not_idempotent_applies_each_event_once_when_it_is_delivered_again(
     kind: BusKind,

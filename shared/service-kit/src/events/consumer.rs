@@ -90,6 +90,7 @@ pub struct ConsumerMetrics {
     dead_lettered: IntCounterVec,
     paused: IntGaugeVec,
     duration: HistogramVec,
+    lag: IntGaugeVec,
 }
 
 impl ConsumerMetrics {
@@ -125,16 +126,75 @@ impl ConsumerMetrics {
             ]),
             &["consumer", "event_type"],
         )?;
+        let lag = IntGaugeVec::new(
+            Opts::new(
+                "shop_consumer_lag_messages",
+                "Messages waiting for the consumer: Kafka, the lag behind the group's committed \
+                 offsets over every partition; RabbitMQ, the messages ready in its queue",
+            ),
+            &["consumer"],
+        )?;
         registry.register(Box::new(consumed.clone()))?;
         registry.register(Box::new(dead_lettered.clone()))?;
         registry.register(Box::new(paused.clone()))?;
         registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(lag.clone()))?;
         Ok(Self {
             consumed,
             dead_lettered,
             paused,
             duration,
+            lag,
         })
+    }
+
+    /// Shows every series of `subscription` at 0 before anything happens, so that a
+    /// dashboard draws a line and `increase(..)` sees the first dead letter.
+    fn start(&self, subscription: &Subscription) {
+        let consumer = subscription.consumer.as_str();
+        self.paused.with_label_values(&[consumer]).set(0);
+        self.lag.with_label_values(&[consumer]).set(0);
+        for event_type in &subscription.event_types {
+            self.dead_lettered
+                .with_label_values(&[consumer, event_type])
+                .inc_by(0);
+        }
+    }
+}
+
+/// How often the consumer's backlog is measured for `shop_consumer_lag_messages`.
+const LAG_PROBE_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Measures the consumer's backlog every few seconds (`shop_consumer_lag_messages`): on
+/// Kafka from the group's committed offsets, without joining the group; on RabbitMQ from
+/// its queue. A probe that fails keeps the last value.
+pub struct LagProbe {
+    bus: EventBus,
+    subscription: Subscription,
+    gauge: prometheus::IntGauge,
+}
+
+impl LagProbe {
+    /// Measures the backlog once.
+    pub async fn measure(&self) {
+        match self.bus.backlog(&self.subscription).await {
+            Ok(backlog) => self
+                .gauge
+                .set(i64::try_from(backlog.len()).unwrap_or(i64::MAX)),
+            Err(error) => {
+                tracing::debug!(%error, consumer = %self.subscription.consumer, "lag probe failed");
+            }
+        }
+    }
+
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            self.measure().await;
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(LAG_PROBE_INTERVAL) => {}
+            }
+        }
     }
 }
 
@@ -195,7 +255,20 @@ impl<H: EventHandler> Consumer<H> {
         }
     }
 
+    /// The probe that keeps `shop_consumer_lag_messages` of this consumer current.
+    pub fn lag_probe(&self) -> LagProbe {
+        LagProbe {
+            bus: self.bus.clone(),
+            subscription: self.subscription.clone(),
+            gauge: self
+                .metrics
+                .lag
+                .with_label_values(&[self.subscription.consumer.as_str()]),
+        }
+    }
+
     pub async fn run(self, shutdown: CancellationToken) {
+        self.metrics.start(&self.subscription);
         let consumer = self.subscription.consumer.clone();
         let mut backoff = Backoff::new(Duration::from_millis(250), self.settings.max_backoff);
         let mut receiver = loop {

@@ -56,7 +56,9 @@ pub fn spawn_consumer<H: consumer::EventHandler>(
     let metrics = consumer::ConsumerMetrics::register(metrics)?;
     let consumer =
         consumer::Consumer::new(pool, bus, spec, handler, settings.consumer.clone(), metrics);
+    let lag = consumer.lag_probe();
     tasks.spawn("event-consumer", |shutdown| consumer.run(shutdown));
+    tasks.spawn("consumer-lag-probe", |shutdown| lag.run(shutdown));
     tasks.spawn("inbox-pruner", |shutdown| pruner.run(shutdown));
     Ok(())
 }
