@@ -113,6 +113,8 @@ pub struct Stack {
     processes: Vec<(Service, ServiceProcess)>,
     ports: Vec<(Service, u16)>,
     log_dir: PathBuf,
+    /// Set for every service process, after the harness's own variables.
+    extra_env: Vec<(String, String)>,
     pub admin_token: String,
 }
 
@@ -137,6 +139,12 @@ fn free_port() -> u16 {
 
 impl Stack {
     pub async fn start(mode: Mode, test: &str) -> Self {
+        Self::start_with_env(mode, test, &[]).await
+    }
+
+    /// Starts the stack with `extra` variables set for every service (the trace
+    /// receiver's endpoint, say).
+    pub async fn start_with_env(mode: Mode, test: &str, extra: &[(&str, &str)]) -> Self {
         test_kit::init_test_logging();
         failure::record_panics();
         process::build_binaries();
@@ -187,6 +195,10 @@ impl Stack {
             processes: Vec::new(),
             ports,
             log_dir,
+            extra_env: extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             admin_token: String::new(),
         };
         for service in Service::ALL {
@@ -296,6 +308,7 @@ impl Stack {
             ("ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned()),
             ("WALLET_INITIAL_CREDIT_CENTS", INITIAL_CREDIT.to_string()),
         ];
+        env.extend(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.clone())));
         match &self.broker {
             Broker::Kafka { brokers, .. } => {
                 env.push(("EVENT_BUS", "kafka".to_owned()));
@@ -317,11 +330,15 @@ impl Stack {
     }
 
     fn spawn(&mut self, service: Service, port: u16, suffix: &str) {
+        let env = self.environment(service, port);
+        self.spawn_with(service, suffix, &env);
+    }
+
+    fn spawn_with(&mut self, service: Service, suffix: &str, env: &[(String, String)]) {
         let log = self
             .log_dir
             .join(format!("{}{suffix}.log", service.binary()));
-        let process =
-            ServiceProcess::spawn(service.binary(), &self.environment(service, port), &log);
+        let process = ServiceProcess::spawn(service.binary(), env, &log);
         self.processes.push((service, process));
     }
 
@@ -383,6 +400,39 @@ impl Stack {
         self.spawn(service, port, "-replica");
         self.wait_ready(service, port).await;
         ApiClient::new(port)
+    }
+
+    /// Starts another replica of `service` whose environment differs by `changes` (a
+    /// value to set, or `None` to leave the variable out); returns its API and its log.
+    pub async fn add_replica_with(
+        &mut self,
+        service: Service,
+        changes: &[(&str, Option<&str>)],
+    ) -> (ApiClient, PathBuf) {
+        let port = free_port();
+        let mut env: Vec<(String, String)> = self
+            .environment(service, port)
+            .into_iter()
+            .filter(|(key, _)| !changes.iter().any(|(changed, _)| changed == key))
+            .collect();
+        env.extend(
+            changes
+                .iter()
+                .filter_map(|(key, value)| Some(((*key).to_owned(), (*value)?.to_owned()))),
+        );
+        self.spawn_with(service, "-replica", &env);
+        self.wait_ready(service, port).await;
+        let log = self.processes.last().map(|(_, p)| p.log_path().to_owned());
+        (ApiClient::new(port), log.expect("the replica's log"))
+    }
+
+    /// The log of the first process of `service` so far (JSON lines).
+    pub fn log(&self, service: Service) -> String {
+        self.processes
+            .iter()
+            .find(|(s, _)| *s == service)
+            .map(|(_, process)| process.log())
+            .unwrap_or_default()
     }
 
     /// Makes the broker unreachable (`false`) or reachable again (`true`).
