@@ -170,6 +170,44 @@ fn authenticator(
     (auth, registry)
 }
 
+/// A verifier of a stand-in user-service that publishes one fresh key, once it has
+/// fetched it: `token` is signed by that key.
+struct Verifier {
+    key: TokenIssuer,
+    endpoint: JwksEndpoint,
+    auth: Authenticator,
+    registry: prometheus::Registry,
+    token: String,
+}
+
+async fn verifier(policy: JwksPolicy) -> Verifier {
+    let key = new_key();
+    let endpoint = JwksEndpoint::start(&[&key]).await;
+    let (auth, registry) = authenticator(&endpoint, policy);
+    let token = token(&key);
+    auth.verify(&token)
+        .await
+        .expect("verifies once the keys are fetched");
+    Verifier {
+        key,
+        endpoint,
+        auth,
+        registry,
+        token,
+    }
+}
+
+/// Refreshes every 100 ms, retries as often, fetches at most every 50 ms: a test sees
+/// several refreshes a second.
+fn refreshing_often() -> JwksPolicy {
+    JwksPolicy {
+        min_fetch_interval: Duration::from_millis(50),
+        refresh_interval: Duration::from_millis(100),
+        retry_interval: Duration::from_millis(100),
+        ..JwksPolicy::default()
+    }
+}
+
 /// `count` verifications of `token`, all of which must succeed; returns the time they took.
 async fn verify_many(auth: &Authenticator, token: &str, count: usize) -> Duration {
     let start = Instant::now();
@@ -183,20 +221,17 @@ async fn verify_many(auth: &Authenticator, token: &str, count: usize) -> Duratio
 
 #[tokio::test]
 async fn while_user_service_hangs_or_is_gone_tokens_of_known_keys_verify_without_delay() {
-    let key = new_key();
-    let endpoint = JwksEndpoint::start(&[&key]).await;
-    let policy = JwksPolicy {
-        min_fetch_interval: Duration::from_millis(50),
-        refresh_interval: Duration::from_millis(100),
-        retry_interval: Duration::from_millis(100),
+    let Verifier {
+        endpoint,
+        auth,
+        registry,
+        token,
+        ..
+    } = verifier(JwksPolicy {
         fetch_timeout: Duration::from_secs(2),
-        ..JwksPolicy::default()
-    };
-    let (auth, registry) = authenticator(&endpoint, policy);
-    let token = token(&key);
-    auth.verify(&token)
-        .await
-        .expect("verifies once the keys are fetched");
+        ..refreshing_often()
+    })
+    .await;
 
     // user-service hangs: the background refresh is stuck in a fetch that takes the
     // whole timeout (2 s), and the keys, confirmed more than `refresh_interval` ago, are
@@ -231,18 +266,16 @@ async fn while_user_service_hangs_or_is_gone_tokens_of_known_keys_verify_without
 
 #[tokio::test]
 async fn keys_that_no_fetch_confirmed_for_longer_than_the_limit_are_no_longer_trusted() {
-    let key = new_key();
-    let endpoint = JwksEndpoint::start(&[&key]).await;
-    let policy = JwksPolicy {
-        min_fetch_interval: Duration::from_millis(50),
-        refresh_interval: Duration::from_millis(100),
-        retry_interval: Duration::from_millis(100),
+    let Verifier {
+        endpoint,
+        auth,
+        token,
+        ..
+    } = verifier(JwksPolicy {
         max_key_staleness: Duration::from_millis(1500),
-        ..JwksPolicy::default()
-    };
-    let (auth, _) = authenticator(&endpoint, policy);
-    let token = token(&key);
-    auth.verify(&token).await.expect("verifies");
+        ..refreshing_often()
+    })
+    .await;
     endpoint.set(Behaviour::Fail);
     let failing_since = Instant::now();
 
@@ -265,15 +298,17 @@ async fn keys_that_no_fetch_confirmed_for_longer_than_the_limit_are_no_longer_tr
 #[tokio::test]
 async fn two_hundred_tokens_with_random_key_ids_while_user_service_fails_cause_at_most_two_fetches()
 {
-    let key = new_key();
-    let endpoint = JwksEndpoint::start(&[&key]).await;
-    let policy = JwksPolicy {
+    let Verifier {
+        endpoint,
+        auth,
+        registry,
+        token: known,
+        ..
+    } = verifier(JwksPolicy {
         min_fetch_interval: Duration::from_secs(1),
         ..JwksPolicy::default()
-    };
-    let (auth, registry) = authenticator(&endpoint, policy);
-    let known = token(&key);
-    auth.verify(&known).await.expect("verifies");
+    })
+    .await;
     endpoint.set(Behaviour::Fail);
     // Once the interval since the first fetch is over, an unknown key id makes a fetch,
     // which fails: user-service is down from here on.
@@ -319,14 +354,11 @@ async fn two_hundred_tokens_with_random_key_ids_while_user_service_fails_cause_a
 
 #[tokio::test]
 async fn a_key_id_a_fetch_did_not_contain_is_rejected_without_fetching_again() {
-    let key = new_key();
-    let endpoint = JwksEndpoint::start(&[&key]).await;
-    let policy = JwksPolicy {
+    let Verifier { endpoint, auth, .. } = verifier(JwksPolicy {
         min_fetch_interval: Duration::ZERO,
         ..JwksPolicy::default()
-    };
-    let (auth, _) = authenticator(&endpoint, policy);
-    auth.verify(&token(&key)).await.expect("verifies");
+    })
+    .await;
     let stranger = token(&new_key());
 
     let first = auth.verify(&stranger).await;
@@ -415,19 +447,17 @@ async fn a_key_set_that_publishes_the_development_key_has_it_refused_unless_allo
 
 #[tokio::test]
 async fn the_rate_limiter_verifies_against_known_keys_only_and_never_fetches() {
-    let key = new_key();
-    let endpoint = JwksEndpoint::start(&[&key]).await;
-    let policy = JwksPolicy {
+    let Verifier {
+        key,
+        endpoint,
+        auth,
+        ..
+    } = verifier(JwksPolicy {
         min_fetch_interval: Duration::ZERO,
         ..JwksPolicy::default()
-    };
-    let (auth, _) = authenticator(&endpoint, policy);
-    let auth = web::Data::new(auth);
-    let known = token(&key);
-    test_kit::eventually(Duration::from_secs(10), "the start-up fetch", || async {
-        auth.verify_cached(&known).map(|_| ())
     })
     .await;
+    let auth = web::Data::new(auth);
     // From now on every fetch would fail at once, and none is throttled: a limiter that
     // fetched would show in the count.
     endpoint.set(Behaviour::Fail);

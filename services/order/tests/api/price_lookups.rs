@@ -41,6 +41,18 @@ async fn place_concurrently(
     answers.into_iter().flatten().collect()
 }
 
+/// order-service, and an inventory-service that lets each client make 3 requests at once
+/// and then 1 a second; a product in stock.
+async fn tightly_limited_inventory() -> (TestApp, Product) {
+    let app = spawn_app_with_inventory_settings(&[
+        ("RATE_LIMIT_PER_SECOND", "1"),
+        ("RATE_LIMIT_BURST", "3"),
+    ])
+    .await;
+    let product = app.create_product(100, 1_000).await;
+    (app, product)
+}
+
 fn statuses(answers: &[TestResponse]) -> Vec<u16> {
     let mut statuses: Vec<u16> = answers.iter().map(|a| a.status.as_u16()).collect();
     statuses.sort_unstable();
@@ -72,12 +84,7 @@ async fn three_hundred_orders_from_thirty_customers_under_the_default_limits_are
 async fn price_lookups_count_against_each_customer_not_against_order_service() {
     // A limit far below what the customers' lookups add up to, but above what each one
     // needs: keyed on order-service's address, most of these orders would fail.
-    let app = spawn_app_with_inventory_settings(&[
-        ("RATE_LIMIT_PER_SECOND", "1"),
-        ("RATE_LIMIT_BURST", "3"),
-    ])
-    .await;
-    let product = app.create_product(100, 1_000).await;
+    let (app, product) = tightly_limited_inventory().await;
 
     let answers = place_concurrently(&app, &product, 20, 3).await;
 
@@ -87,12 +94,7 @@ async fn price_lookups_count_against_each_customer_not_against_order_service() {
 
 #[tokio::test]
 async fn a_customer_over_their_inventory_limit_gets_429_and_the_others_still_order() {
-    let app = spawn_app_with_inventory_settings(&[
-        ("RATE_LIMIT_PER_SECOND", "1"),
-        ("RATE_LIMIT_BURST", "3"),
-    ])
-    .await;
-    let product = app.create_product(100, 1_000).await;
+    let (app, product) = tightly_limited_inventory().await;
     let inventory = app.inventory.as_ref().expect("inventory");
     let (_, noisy) = tokens::customer();
     for _ in 0..3 {
