@@ -6,6 +6,9 @@
 # Kafka-protocol broker on 127.0.0.1:9092) unless KAFKA_BROKERS names another one, starts
 # the four services with prefixed, coloured log lines, waits until they are ready, loads
 # the demo catalog and prints where to look. Ctrl-C stops everything.
+# Traces: unless OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) names a collector,
+# it starts dev-otlp (an OTLP/HTTP receiver on 127.0.0.1:4318, spans kept in memory) and
+# points the services at it; `make demo` draws each order's trace from it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,6 +45,7 @@ done
 
 pids=()
 broker_pid=
+otlp_pid=
 stopping=0
 # The services stop first (they drain their work and flush their outboxes, which needs
 # the broker), then the broker.
@@ -54,6 +58,10 @@ stop() {
   if [ -n "$broker_pid" ]; then
     kill -TERM "$broker_pid" 2>/dev/null || true
     wait "$broker_pid" 2>/dev/null || true
+  fi
+  if [ -n "$otlp_pid" ]; then
+    kill -TERM "$otlp_pid" 2>/dev/null || true
+    wait "$otlp_pid" 2>/dev/null || true
   fi
   echo "stopped."
 }
@@ -78,6 +86,21 @@ if [ -z "${KAFKA_BROKERS:-}" ] && [ "${EVENT_BUS:-kafka}" = kafka ]; then
     unset 'pids[-1]'
     for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null && break; sleep 0.1; done
   fi
+fi
+
+if [ -z "${OTEL_EXPORTER_OTLP_ENDPOINT:-}" ] && [ -z "${OTEL_EXPORTER_OTLP_TRACES_ENDPOINT:-}" ]; then
+  if (exec 3<>/dev/tcp/127.0.0.1/4318) 2>/dev/null; then
+    echo "something already listens on 127.0.0.1:4318; sending it the traces (OTLP/HTTP)"
+  else
+    # Like the broker: its own session, stopped after the services flushed their spans.
+    run traces 90 setsid env DEV_OTLP_ADDR=127.0.0.1:4318 "$bin/dev-otlp"
+    otlp_pid=${pids[-1]}
+    unset 'pids[-1]'
+    for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/4318) 2>/dev/null && break; sleep 0.1; done
+  fi
+  export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf
+  # Spans leave within half a second, so that `make demo` can draw them right away.
+  export OTEL_BSP_SCHEDULE_DELAY="${OTEL_BSP_SCHEDULE_DELAY:-500}"
 fi
 
 export LOG_FORMAT="${LOG_FORMAT:-pretty}" RUST_LOG="${RUST_LOG:-info}"
@@ -115,6 +138,7 @@ cat <<MSG
   Metrics        http://127.0.0.1:8081/metrics (and 8082, 8083, 8084)
   Admin login    ${ADMIN_EMAIL:-admin@example.com} / ${ADMIN_PASSWORD:-admin-password}
   Kafka          ${KAFKA_BROKERS:-127.0.0.1:9092}
+  Traces         ${OTEL_EXPORTER_OTLP_TRACES_ENDPOINT:-$OTEL_EXPORTER_OTLP_ENDPOINT} (OTLP; with dev-otlp: GET /traces, /traces/<trace id>)
 
   In another terminal: make demo.   Ctrl-C here stops everything.
 
