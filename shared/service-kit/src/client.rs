@@ -483,7 +483,11 @@ mod tests {
         assert_eq!(value("shop_client_rejected_calls_total"), Some(2.0));
 
         client.breaker.on_success();
-        assert_eq!(value("shop_circuit_breaker_state"), Some(0.0), "closed again");
+        assert_eq!(
+            value("shop_circuit_breaker_state"),
+            Some(0.0),
+            "closed again"
+        );
     }
 
     #[test]
