@@ -2,9 +2,10 @@
 //! there is no collector, what `make demo` asks for an order's span tree, and what the
 //! end-to-end tests start (on port 0) to check the traces the four processes export.
 //!
-//! It speaks real OTLP/HTTP with protobuf bodies (`POST /v1/traces`, an
-//! `ExportTraceServiceRequest`, answered with an `ExportTraceServiceResponse`), the way a
-//! collector does, so a service configured for it is configured for a real collector too.
+//! It speaks real OTLP, the way a collector does, so a service configured for it is
+//! configured for a real collector too: OTLP/HTTP with protobuf bodies (`POST /v1/traces`,
+//! an `ExportTraceServiceRequest`, answered with an `ExportTraceServiceResponse`) and, on
+//! a second port when asked for, OTLP/gRPC (`TraceService/Export`).
 //! It keeps the most recent spans in memory (nothing on disk) and shows them as JSON:
 //!
 //! - `GET /traces/{trace_id}`: every span of the trace, in start order (404 if none);
@@ -22,12 +23,16 @@ use std::{
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, dev::ServerHandle, http::header, web};
 use anyhow::Context;
 use opentelemetry_proto::tonic::{
-    collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse},
+    collector::trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+        trace_service_server::{TraceService, TraceServiceServer},
+    },
     common::v1::{AnyValue, KeyValue, any_value::Value},
     trace::v1::span::SpanKind,
 };
 use prost::Message;
 use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
 
 /// How many spans are kept; the oldest go first.
 pub const DEFAULT_CAPACITY: usize = 50_000;
@@ -157,13 +162,35 @@ pub struct DevOtlp {
     port: u16,
     store: Shared,
     handle: ServerHandle,
+    grpc: Option<(u16, oneshot::Sender<()>)>,
 }
 
 impl DevOtlp {
-    /// Listens on `addr` (`127.0.0.1:0` for a free port) and serves in the background on
-    /// the current Tokio runtime.
+    /// Listens for OTLP/HTTP on `addr` (`127.0.0.1:0` for a free port) and serves in the
+    /// background on the current Tokio runtime.
     pub fn start(addr: &str) -> anyhow::Result<Self> {
         Self::with_capacity(addr, DEFAULT_CAPACITY)
+    }
+
+    /// Also listens for OTLP/gRPC on `grpc_addr`, into the same store.
+    pub async fn start_with_grpc(addr: &str, grpc_addr: &str) -> anyhow::Result<Self> {
+        let mut receiver = Self::start(addr)?;
+        let listener = tokio::net::TcpListener::bind(grpc_addr)
+            .await
+            .with_context(|| format!("cannot listen on {grpc_addr}"))?;
+        let port = listener.local_addr()?.port();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(Grpc(receiver.store.clone())))
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener),
+                async {
+                    let _ = stopped.await;
+                },
+            );
+        tokio::spawn(server);
+        receiver.grpc = Some((port, stop));
+        Ok(receiver)
     }
 
     pub fn with_capacity(addr: &str, capacity: usize) -> anyhow::Result<Self> {
@@ -196,6 +223,7 @@ impl DevOtlp {
             port,
             store,
             handle,
+            grpc: None,
         })
     }
 
@@ -206,6 +234,14 @@ impl DevOtlp {
     /// The value for `OTEL_EXPORTER_OTLP_ENDPOINT` (with `OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`).
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The value for `OTEL_EXPORTER_OTLP_ENDPOINT` with `OTEL_EXPORTER_OTLP_PROTOCOL=grpc`,
+    /// when it listens for gRPC.
+    pub fn grpc_endpoint(&self) -> Option<String> {
+        self.grpc
+            .as_ref()
+            .map(|(port, _)| format!("http://127.0.0.1:{port}"))
     }
 
     /// The spans of `trace_id` received so far, in start order.
@@ -224,14 +260,34 @@ impl DevOtlp {
     }
 
     /// Stops serving; in-flight requests get a second.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
+        if let Some((_, stop)) = self.grpc.take() {
+            let _ = stop.send(());
+        }
         self.handle.stop(true).await;
     }
 }
 
 impl Drop for DevOtlp {
     fn drop(&mut self) {
+        if let Some((_, stop)) = self.grpc.take() {
+            let _ = stop.send(());
+        }
         drop(self.handle.stop(false));
+    }
+}
+
+/// `TraceService/Export` over gRPC.
+struct Grpc(Shared);
+
+#[tonic::async_trait]
+impl TraceService for Grpc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.0.lock().add(records(request.into_inner()));
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
 }
 
@@ -510,6 +566,26 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(unknown.status(), 404);
+    }
+
+    #[tokio::test]
+    async fn spans_exported_over_grpc_land_in_the_same_store() {
+        use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+        let receiver = DevOtlp::start_with_grpc("127.0.0.1:0", "127.0.0.1:0")
+            .await
+            .unwrap();
+        let mut client = TraceServiceClient::connect(receiver.grpc_endpoint().unwrap())
+            .await
+            .unwrap();
+
+        client
+            .export(request("payment-service", vec![span(3, 1, None, 1)]))
+            .await
+            .unwrap();
+
+        let trace = receiver.trace(&"03".repeat(16));
+        assert_eq!(trace.len(), 1);
+        assert_eq!(trace[0].service, "payment-service");
     }
 
     #[tokio::test]

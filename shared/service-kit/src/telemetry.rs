@@ -1289,6 +1289,92 @@ mod tests {
         assert_eq!(lines[0]["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
     }
 
+    fn exporting_to(endpoint: String, protocol: OtlpProtocol) -> TelemetrySettings {
+        TelemetrySettings {
+            export: Some(TraceExport {
+                endpoint: Url::parse(&endpoint).expect("url"),
+                protocol,
+                timeout: Duration::from_secs(10),
+                batch_delay: Duration::from_millis(50),
+            }),
+            ..TelemetrySettings::logs_only(LogFormat::Json, "info")
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn spans_reach_a_real_receiver_over_http_and_over_grpc() {
+        use opentelemetry::trace::Tracer as _;
+        let receiver = dev_otlp::DevOtlp::start_with_grpc("127.0.0.1:0", "127.0.0.1:0")
+            .await
+            .expect("receiver");
+        let http = format!("{}/v1/traces", receiver.endpoint());
+        let grpc = receiver.grpc_endpoint().expect("grpc");
+        for (endpoint, protocol) in [
+            (http, OtlpProtocol::HttpProtobuf),
+            (grpc, OtlpProtocol::Grpc),
+        ] {
+            let provider = tracer_provider("order-service", &exporting_to(endpoint, protocol))
+                .expect("provider");
+            provider
+                .tracer("test")
+                .in_span(format!("over {protocol}"), |_| {});
+            // The batch processor's thread blocks on the export; the runtime drives it.
+            tokio::task::spawn_blocking(move || provider.force_flush())
+                .await
+                .expect("flushed")
+                .expect("exported");
+        }
+
+        let names: Vec<(String, String)> = receiver
+            .spans()
+            .into_iter()
+            .map(|span| (span.name, span.service))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("over http/protobuf".to_owned(), "order-service".to_owned()),
+                ("over grpc".to_owned(), "order-service".to_owned()),
+            ]
+        );
+    }
+
+    /// A collector that takes the connection and never answers: the worst kind of down.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shutting_down_waits_at_most_two_seconds_for_a_collector_that_hangs() {
+        use opentelemetry::trace::Tracer as _;
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = silent.local_addr().expect("address");
+        for protocol in [OtlpProtocol::HttpProtobuf, OtlpProtocol::Grpc] {
+            let endpoint = format!("http://{address}");
+            let provider =
+                tracer_provider("test", &exporting_to(endpoint, protocol)).expect("provider");
+            provider.tracer("test").in_span("stuck", |_| {});
+            let telemetry = Telemetry {
+                provider,
+                exporting: true,
+            };
+            // The export is in flight once the exporter has connected.
+            let (_connection, _) = tokio::time::timeout(Duration::from_secs(10), silent.accept())
+                .await
+                .expect("the exporter connects")
+                .expect("accepted");
+
+            let started = Instant::now();
+            tokio::task::spawn_blocking(move || drop(telemetry))
+                .await
+                .expect("dropped");
+
+            let took = started.elapsed();
+            assert!(
+                took < SHUTDOWN_TIMEOUT + Duration::from_millis(500),
+                "{protocol}: shutdown took {took:?}"
+            );
+        }
+    }
+
     #[test]
     fn hosts_are_split_from_their_ports() {
         assert_eq!(split_host("shop:8082"), ("shop".to_owned(), Some(8082)));
