@@ -14,8 +14,6 @@ pub enum OrderError {
     CannotCancel(#[from] CannotCancel),
     #[error("this Idempotency-Key was used for a different request")]
     IdempotencyKeyReused,
-    #[error("invalid Idempotency-Key header: {0}")]
-    InvalidIdempotencyKey(&'static str),
     #[error(transparent)]
     Inventory(#[from] ClientError),
     #[error(transparent)]
@@ -37,7 +35,6 @@ impl From<OrderError> for ApiError {
             OrderError::NotFound => Self::NotFound(error.to_string()),
             OrderError::CannotCancel(e) => Self::Conflict(e.to_string()),
             OrderError::IdempotencyKeyReused => Self::Unprocessable(error.to_string()),
-            OrderError::InvalidIdempotencyKey(_) => Self::BadRequest(error.to_string()),
             OrderError::Inventory(e) => e.into(),
             OrderError::Database(e) => e.into(),
             OrderError::Unexpected(e) => e.into(),

@@ -1,9 +1,10 @@
 //! The REST API of order-service.
 
-use actix_web::{HttpRequest, HttpResponse, get, http::header, post, web};
+use actix_web::{HttpResponse, get, http::header, post, web};
 use service_kit::{
     ApiError, Problem,
     auth::{BearerToken, Identity},
+    idempotency::IdempotencyKey,
     pagination::{PageParams, PageRequest, into_page},
     request_context::RequestContext,
 };
@@ -30,8 +31,6 @@ pub fn configure(config: &mut ServiceConfig) {
         .service(cancel_order);
 }
 
-const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
-
 /// Place an order. Prices come from inventory-service at this moment and are kept in the
 /// order. The order starts `pending`; the saga confirms or rejects it.
 ///
@@ -56,7 +55,7 @@ const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 #[post("/api/v1/orders")]
 #[tracing::instrument(skip_all, fields(user_id = %identity.user_id))]
 async fn place_order(
-    request: HttpRequest,
+    key: IdempotencyKey,
     pool: web::Data<PgPool>,
     inventory: web::Data<InventoryClient>,
     identity: Identity,
@@ -64,7 +63,6 @@ async fn place_order(
     context: RequestContext,
     body: web::Json<PlaceOrder>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = idempotency_key(&request)?;
     let Placed { order, created } = orders::place(
         &pool,
         // Priced on the customer's behalf: inventory-service limits the lookup as them.
@@ -82,22 +80,6 @@ async fn place_order(
         response.insert_header(("Idempotent-Replayed", "true"));
     }
     Ok(response.json(order))
-}
-
-fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, OrderError> {
-    let Some(value) = request.headers().get(IDEMPOTENCY_KEY) else {
-        return Ok(None);
-    };
-    let value = value
-        .to_str()
-        .map_err(|_| OrderError::InvalidIdempotencyKey("must be visible ASCII"))?
-        .trim();
-    if value.is_empty() || value.len() > 255 {
-        return Err(OrderError::InvalidIdempotencyKey(
-            "must be 1 to 255 characters",
-        ));
-    }
-    Ok(Some(value.to_owned()))
 }
 
 /// The caller's orders, newest first; an admin sees everybody's.

@@ -19,8 +19,6 @@ pub enum PaymentError {
     BalanceOverflow,
     #[error("this Idempotency-Key was used for a different request")]
     IdempotencyKeyReused,
-    #[error("invalid Idempotency-Key header: {0}")]
-    InvalidIdempotencyKey(&'static str),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -36,7 +34,6 @@ impl From<PaymentError> for ApiError {
             PaymentError::BalanceOverflow | PaymentError::IdempotencyKeyReused => {
                 Self::Unprocessable(error.to_string())
             }
-            PaymentError::InvalidIdempotencyKey(_) => Self::BadRequest(error.to_string()),
             PaymentError::Database(e) => e.into(),
         }
     }
@@ -52,8 +49,7 @@ impl From<PaymentError> for HandlerError {
             PaymentError::WalletNotFound
             | PaymentError::AmountNotPositive
             | PaymentError::BalanceOverflow
-            | PaymentError::IdempotencyKeyReused
-            | PaymentError::InvalidIdempotencyKey(_) => Self::Permanent(error.into()),
+            | PaymentError::IdempotencyKeyReused => Self::Permanent(error.into()),
         }
     }
 }

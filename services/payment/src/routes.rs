@@ -4,13 +4,12 @@
 //! saga's business: the event consumers call [`crate::wallets`], and this API shows their
 //! results, and every movement in a wallet's ledger.
 
-use std::future::{Ready, ready};
-
-use actix_web::{FromRequest, HttpRequest, HttpResponse, dev::Payload, get, post, web};
+use actix_web::{HttpResponse, get, post, web};
 use serde::Deserialize;
 use service_kit::{
     ApiError, Problem,
     auth::{Admin, Identity},
+    idempotency::IdempotencyKey,
     pagination::{PageParams, PageRequest, into_page},
 };
 use shop_model::{
@@ -133,7 +132,7 @@ async fn credit_wallet(
         user_id: user_id.into_inner(),
         amount,
         admin_id: admin.0.user_id,
-        idempotency_key: key.0.as_deref(),
+        idempotency_key: key.as_deref(),
     };
     let mut conn = pool.acquire().await.map_err(PaymentError::from)?;
     let Credited { wallet, replayed } = wallets::credit(&mut conn, &request).await?;
@@ -143,39 +142,6 @@ async fn credit_wallet(
         response.insert_header(("Idempotent-Replayed", "true"));
     }
     Ok(response.json(wallet))
-}
-
-/// The `Idempotency-Key` header of a request, if it has one: 1 to 255 visible ASCII
-/// characters, or the request is refused with 400 (never silently treated as absent).
-struct IdempotencyKey(Option<String>);
-
-impl FromRequest for IdempotencyKey {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, Self::Error>>;
-
-    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(
-            parse_idempotency_key(request)
-                .map(Self)
-                .map_err(ApiError::from),
-        )
-    }
-}
-
-fn parse_idempotency_key(request: &HttpRequest) -> Result<Option<String>, PaymentError> {
-    let Some(value) = request.headers().get("Idempotency-Key") else {
-        return Ok(None);
-    };
-    let value = value
-        .to_str()
-        .map_err(|_| PaymentError::InvalidIdempotencyKey("must be visible ASCII"))?
-        .trim();
-    if value.is_empty() || value.len() > 255 {
-        return Err(PaymentError::InvalidIdempotencyKey(
-            "must be 1 to 255 characters",
-        ));
-    }
-    Ok(Some(value.to_owned()))
 }
 
 /// Every change of a wallet's balance, oldest first (admins only).
