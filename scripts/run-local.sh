@@ -33,8 +33,17 @@ for port in 8080 8081 8082 8083 8084; do
   fi
 done
 
-echo "building..."
-cargo build --quiet --bins
+# Cargo's own output is shown (its progress bar on a terminal, a "Compiling" line per crate
+# otherwise): a first build takes minutes, and a silent one looks hung.
+if [ -x "$bin/user-service" ]; then
+  echo "building (debug; only what changed since the last run, usually seconds)..."
+else
+  echo "first build: cargo compiles the services and the ~400 crates they depend on (debug)."
+  echo "That takes about 10 minutes on 2 cores, less with more; later runs take seconds."
+fi
+SECONDS=0
+cargo build --bins
+if [ "$SECONDS" -ge 60 ]; then echo "built in $((SECONDS / 60)) min $((SECONDS % 60)) s"; fi
 
 for db in users orders payments inventory; do
   if [ "$(psql "$server/postgres" -qtAc "select 1 from pg_database where datname = '$db'")" != 1 ]; then
@@ -66,16 +75,22 @@ stop() {
   echo "stopped."
 }
 trap stop EXIT
-trap 'exit 130' INT TERM
+# Ctrl-C (or a SIGTERM) is how this script is meant to end: once stop has run, that is a
+# success, so exit 0 (an exit of 130 would make `make run` end with "Error 130").
+trap 'exit 0' INT TERM
 
-# Runs "$@" with every output line prefixed by a coloured name.
+# Runs "$@" with every output line prefixed by a coloured name. The prefixing loop ignores
+# Ctrl-C (which reaches the whole process group): it ends when its process closes the
+# output, so that the lines a service logs while it shuts down are still shown.
 run() {
   local name=$1 colour=$2; shift 2
-  "$@" > >(while IFS= read -r line; do printf '\033[%sm%-10s\033[0m %s\n' "$colour" "$name" "$line"; done) 2>&1 &
+  "$@" > >(trap '' INT; while IFS= read -r line; do printf '\033[%sm%-10s\033[0m %s\n' "$colour" "$name" "$line"; done) 2>&1 &
   pids+=($!)
 }
 
-if [ -z "${KAFKA_BROKERS:-}" ] && [ "${EVENT_BUS:-kafka}" = kafka ]; then
+# The services read EVENT_BUS without regard to case; so does this script.
+bus=$(printf '%s' "${EVENT_BUS:-kafka}" | tr '[:upper:]' '[:lower:]')
+if [ -z "${KAFKA_BROKERS:-}" ] && [ "$bus" = kafka ]; then
   if (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null; then
     echo "something already listens on 127.0.0.1:9092; using it as the Kafka broker"
   else
@@ -113,6 +128,27 @@ run inventory 33 env DATABASE_URL="$server/inventory" "$bin/inventory-service"
 run order 34 env DATABASE_URL="$server/orders" "$bin/order-service"
 run payment 36 env DATABASE_URL="$server/payments" "$bin/payment-service"
 
+# The banner's line for the broker the services actually use (EVENT_BUS decides, as in the
+# services), so that a RabbitMQ run does not name Kafka on 9092. The URL's password is left
+# out: the banner is for screens and screenshots.
+broker_line() {
+  if [ "$bus" = rabbitmq ]; then
+    local url
+    if [ -n "${AMQP_URL:-}" ]; then
+      url=$(printf '%s' "$AMQP_URL" | sed -E 's#^(amqps?://[^:@/]*):[^@/]*@#\1:***@#')
+    elif [ -n "${AMQP_URL_FILE:-}" ]; then
+      url="the URL in $AMQP_URL_FILE"
+    else
+      url="amqp://guest:***@127.0.0.1:5672/%2f (the default)"
+    fi
+    printf 'RabbitMQ       %s' "$url"
+  elif [ -n "$broker_pid" ]; then
+    printf 'Kafka          127.0.0.1:9092 (dev-broker, started here)'
+  else
+    printf 'Kafka          %s' "${KAFKA_BROKERS:-127.0.0.1:9092 (already running, not started here)}"
+  fi
+}
+
 # shellcheck source=scripts/stack.sh
 source scripts/stack.sh
 if ! stack_wait_ready; then
@@ -137,7 +173,7 @@ cat <<MSG
   Swagger UI     http://127.0.0.1:8081/swagger-ui/ (and 8082, 8083, 8084)
   Metrics        http://127.0.0.1:8081/metrics (and 8082, 8083, 8084)
   Admin login    ${ADMIN_EMAIL:-admin@example.com} / ${ADMIN_PASSWORD:-admin-password}
-  Kafka          ${KAFKA_BROKERS:-127.0.0.1:9092}
+  $(broker_line)
   Traces         ${OTEL_EXPORTER_OTLP_TRACES_ENDPOINT:-$OTEL_EXPORTER_OTLP_ENDPOINT} (OTLP; with dev-otlp: GET /traces, /traces/<trace id>)
 
   In another terminal: make demo.   Ctrl-C here stops everything.
