@@ -37,6 +37,15 @@ if not sys.stdout.isatty():
     BOLD = DIM = GREEN = RED = RESET = ""
 
 
+class Unreachable(OSError):
+    """Nothing answered at a URL (refused, timed out, unknown host). An OSError, so that
+    the probes of the gateway and of the trace receiver treat it as before."""
+
+    def __init__(self, url, reason):
+        super().__init__(f"{url} did not answer ({reason})")
+        self.url, self.reason = url, reason
+
+
 def http(method, url, body=None, token=None, headers_out=None):
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)
@@ -52,6 +61,10 @@ def http(method, url, body=None, token=None, headers_out=None):
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read() or b"null")
+    except OSError as error:
+        # URLError wraps the socket's error; a timeout while reading comes bare.
+        reason = getattr(error, "reason", None) or error
+        raise Unreachable(url, getattr(reason, "strerror", None) or reason) from error
 
 
 def base_urls():
@@ -59,7 +72,7 @@ def base_urls():
         status, _ = http("GET", f"{GATEWAY}/api/v1/products?limit=1")
         if status == 200:
             return {service: GATEWAY for service in LOCAL}, f"the gateway at {GATEWAY}"
-    except OSError:
+    except (OSError, ValueError):
         pass
     return LOCAL, "the services on ports 8081-8084"
 
@@ -196,7 +209,30 @@ def show_traces(traces):
         draw_trace(spans)
 
 
+def not_answering(url, reason):
+    """The one-line message for a service that does not answer, rather than a traceback."""
+    if url.startswith(GATEWAY) and URLS["user"] == GATEWAY:
+        who = f"the gateway at {GATEWAY}"
+    else:
+        service = next((s for s, base in LOCAL.items() if url.startswith(base)), None)
+        who = f"{service}-service at {LOCAL[service]}" if service else url
+    return (f"make demo: {who} did not answer ({reason}). Start the stack first with "
+            f"`make run` (or `docker compose up`), then run `make demo` again.")
+
+
+def check_reachable():
+    """Before anything is created: every service answers (behind the gateway, one did)."""
+    if URLS["user"] == GATEWAY:
+        return
+    for base in LOCAL.values():
+        try:
+            http("GET", f"{base}/health/live")
+        except Unreachable as error:
+            sys.exit(not_answering(error.url, error.reason))
+
+
 def main():
+    check_reachable()
     print(f"{BOLD}Shop demo{RESET} — talking to {WHERE}")
 
     step("1. Register a customer (user-service publishes UserRegistered; payment-service opens a wallet)")
@@ -265,4 +301,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except Unreachable as error:  # a service went away during the walk
+        sys.exit(not_answering(error.url, error.reason))
