@@ -55,14 +55,16 @@ pub fn configure(config: &mut ServiceConfig) {
 #[post("/api/v1/orders")]
 #[tracing::instrument(skip_all, fields(user_id = %identity.user_id))]
 async fn place_order(
-    key: IdempotencyKey,
     pool: web::Data<PgPool>,
     inventory: web::Data<InventoryClient>,
     identity: Identity,
     customer: BearerToken,
     context: RequestContext,
+    key: Result<IdempotencyKey, ApiError>,
     body: web::Json<PlaceOrder>,
 ) -> Result<HttpResponse, ApiError> {
+    // After authentication, so a caller without a token gets 401 (see the kit's module).
+    let key = key?;
     let Placed { order, created } = orders::place(
         &pool,
         // Priced on the customer's behalf: inventory-service limits the lookup as them.

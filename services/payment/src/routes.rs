@@ -123,9 +123,11 @@ async fn credit_wallet(
     pool: web::Data<PgPool>,
     admin: Admin,
     user_id: web::Path<UserId>,
-    key: IdempotencyKey,
+    key: Result<IdempotencyKey, ApiError>,
     body: web::Json<CreditWallet>,
 ) -> Result<HttpResponse, ApiError> {
+    // After authentication, so a caller without a token gets 401 (see the kit's module).
+    let key = key?;
     let amount = Cents::positive(body.amount_cents)
         .map_err(|e| ApiError::validation("amount_cents", e.to_string()))?;
     let request = AdminCredit {

@@ -2,6 +2,11 @@
 //! (`POST /orders`, admin wallet credits): 1 to 255 visible ASCII characters, surrounding
 //! spaces ignored. A header that is present but malformed is refused with 400, never
 //! silently treated as absent, or a client would believe its retries safe when they are not.
+//!
+//! Take it as `Result<IdempotencyKey, ApiError>` and apply `?` in the handler's body. Actix
+//! polls a handler's extractors together, and this one is ready at once, so taken bare its
+//! 400 would answer before the (asynchronous) token check: a caller with no token would
+//! learn about the header instead of getting the 401 that every protected route owes it.
 
 use std::future::{Ready, ready};
 

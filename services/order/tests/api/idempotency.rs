@@ -128,3 +128,19 @@ async fn an_oversize_key_is_rejected_with_400() {
 
     response.assert_status(400);
 }
+
+#[tokio::test]
+async fn without_a_token_a_malformed_key_is_401_not_400() {
+    let app = spawn_app().await;
+    let product = app.create_product(300, 10).await;
+
+    let response = app
+        .api
+        .post("/api/v1/orders")
+        .header("Idempotency-Key", "  ")
+        .json(&order_body(&[(product.id.to_string(), 1)]))
+        .send()
+        .await;
+
+    response.assert_status(401);
+}

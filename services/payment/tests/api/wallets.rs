@@ -407,6 +407,29 @@ async fn an_empty_or_oversize_idempotency_key_is_400_and_moves_nothing() {
     assert_eq!(balance(&app.pool, user).await, 1_000);
 }
 
+#[tokio::test]
+async fn a_malformed_idempotency_key_does_not_answer_before_the_caller_is_checked() {
+    let app = spawn_app().await;
+    let user = UserId::new();
+    open_wallet(&app.pool, user, 1_000).await;
+    let customer = tokens::for_user(user, Role::Customer);
+    let send = |token: Option<&str>| {
+        let mut call = app
+            .api
+            .post(&format!("/api/v1/wallets/{user}/credit"))
+            .header("Idempotency-Key", "  ")
+            .json(&serde_json::json!({ "amount_cents": 100 }));
+        if let Some(token) = token {
+            call = call.bearer(token);
+        }
+        call.send()
+    };
+
+    send(None).await.assert_status(401);
+    send(Some(&customer)).await.assert_status(403);
+    assert_eq!(balance(&app.pool, user).await, 1_000);
+}
+
 /// `GET /api/v1/wallets/{user}/ledger` by `admin`.
 async fn ledger(app: &TestApp, admin: &str, user: UserId, query: &str) -> TestResponse {
     app.api
