@@ -98,6 +98,9 @@ if [ -z "${KAFKA_BROKERS:-}" ] && [ "$bus" = kafka ]; then
     # reaches the services but not the broker they still need while they shut down.
     run broker 35 setsid "$bin/dev-broker"
     broker_pid=${pids[-1]}
+    # The dev broker holds an empty fetch for the whole fetch.wait.max.ms even when a
+    # message arrives meanwhile: with the default 500 ms, every saga hop would wait for it.
+    export KAFKA_FETCH_WAIT_MAX_MS="${KAFKA_FETCH_WAIT_MAX_MS:-10}"
     unset 'pids[-1]'
     for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null && break; sleep 0.1; done
   fi

@@ -34,6 +34,10 @@ stack_start() {
   if [ "${EVENT_BUS:-kafka}" = kafka ] && [ -z "${KAFKA_BROKERS:-}" ]; then
     "$bin/dev-broker" >"$logs/dev-broker.log" 2>&1 &
     stack_broker_pid=$!
+    # The dev broker (librdkafka's mock cluster) holds an empty fetch for the whole
+    # fetch.wait.max.ms even when a message arrives meanwhile: with the default 500 ms,
+    # every hop of the saga would wait for it.
+    export KAFKA_FETCH_WAIT_MAX_MS="${KAFKA_FETCH_WAIT_MAX_MS:-10}"
     for _ in $(seq 1 50); do
       (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null && break
       sleep 0.1

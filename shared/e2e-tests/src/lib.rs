@@ -310,9 +310,13 @@ impl Stack {
         ];
         env.extend(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.clone())));
         match &self.broker {
-            Broker::Kafka { brokers, .. } => {
+            Broker::Kafka { brokers, local } => {
                 env.push(("EVENT_BUS", "kafka".to_owned()));
                 env.push(("KAFKA_BROKERS", brokers.clone()));
+                if local.is_some() {
+                    // The mock cluster holds every empty fetch for this long.
+                    env.push(("KAFKA_FETCH_WAIT_MAX_MS", "10".to_owned()));
+                }
                 // Static membership, as the Kubernetes manifests set it from the pod name:
                 // a process restarted on its port is the same member again; a replica on
                 // another port is another member.

@@ -13,6 +13,10 @@
 //! - after each, once every order has settled, **the saga**: how long each order took from
 //!   placement to `confirmed` (the order's `updated_at` minus its `created_at`, both from
 //!   order-service's database clock), through inventory, payment and back.
+//!
+//! `BENCH_RUNS` picks the runs (default `browse,paced,saturated`); `BENCH_OUTPUT` names a
+//! file that also gets each row as a line of JSON (`scripts/bench.sh` builds its report
+//! from it).
 
 // A command-line report: printing is its output.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -39,22 +43,26 @@ async fn main() -> anyhow::Result<()> {
         "| run | requests | errors | throughput (req/s) | p50 | p95 | p99 | max |\n|---|---:|---:|---:|---:|---:|---:|---:|"
     );
 
+    let mut report = Report::open(settings.output.as_deref())?;
     let id = product.id;
-    let browse = load(&settings, settings.concurrency, None, {
-        let system = system.clone();
-        move |_| {
+    if settings.runs("browse") {
+        let browse = load(&settings, settings.concurrency, None, {
             let system = system.clone();
-            async move { system.get_product(id).await }
-        }
-    })
-    .await;
-    println!(
-        "{}",
-        browse.row(&format!(
-            "browse: GET /products/{{id}}, {} clients",
-            settings.concurrency
-        ))
-    );
+            move |_| {
+                let system = system.clone();
+                async move { system.get_product(id).await }
+            }
+        })
+        .await;
+        report.row(
+            "browse",
+            &format!(
+                "browse: GET /products/{{id}}, {} clients",
+                settings.concurrency
+            ),
+            &browse,
+        )?;
+    }
 
     // Paced well below capacity, the saga's own latency; then as fast as many clients can
     // place orders, what the system sustains (and the queueing once placement outruns it).
@@ -68,29 +76,62 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let rate = settings.paced_rate;
-    for (name, clients, pace) in [
-        (format!("{rate} orders/s, paced"), 1, Some(rate)),
+    for (run, name, clients, pace) in [
+        ("paced", format!("{rate} orders/s, paced"), 1, Some(rate)),
         (
+            "saturated",
             format!("{} clients", settings.concurrency),
             settings.concurrency,
             None,
         ),
     ] {
+        if !settings.runs(run) {
+            continue;
+        }
         let started = Instant::now();
         let placing = load(&settings, clients, pace, place.clone()).await;
-        println!(
-            "{}",
-            placing.row(&format!("place orders: POST /orders, {name}"))
-        );
+        report.row(
+            &format!("{run}-place"),
+            &format!("place orders: POST /orders, {name}"),
+            &placing,
+        )?;
         let orders = system.settled_orders(&admin, started).await?;
-        println!(
-            "{}",
-            saga(&orders).row(&format!(
-                "saga: placed → confirmed, {name} (errors = not confirmed)"
-            ))
-        );
+        report.row(
+            &format!("{run}-saga"),
+            &format!("saga: placed → confirmed, {name} (errors = not confirmed)"),
+            &saga(&orders),
+        )?;
     }
     Ok(())
+}
+
+/// Prints each row as Markdown and, with `BENCH_OUTPUT`, appends it to that file as JSON.
+struct Report {
+    output: Option<std::fs::File>,
+}
+
+impl Report {
+    fn open(path: Option<&str>) -> anyhow::Result<Self> {
+        let output = path
+            .map(|path| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("opening {path}"))
+            })
+            .transpose()?;
+        Ok(Self { output })
+    }
+
+    fn row(&mut self, run: &str, name: &str, measured: &Measured) -> anyhow::Result<()> {
+        println!("{}", measured.row(name));
+        if let Some(output) = self.output.as_mut() {
+            use std::io::Write;
+            writeln!(output, "{}", measured.json(run, name))?;
+        }
+        Ok(())
+    }
 }
 
 struct Settings {
@@ -102,6 +143,8 @@ struct Settings {
     concurrency: usize,
     paced_rate: u32,
     duration: Duration,
+    runs: Vec<String>,
+    output: Option<String>,
 }
 
 impl Settings {
@@ -125,7 +168,16 @@ impl Settings {
                     .parse()
                     .context("BENCH_SECONDS")?,
             ),
+            runs: var("BENCH_RUNS", "browse,paced,saturated")
+                .split(',')
+                .map(|run| run.trim().to_owned())
+                .collect(),
+            output: std::env::var("BENCH_OUTPUT").ok(),
         })
+    }
+
+    fn runs(&self, run: &str) -> bool {
+        self.runs.iter().any(|r| r == run)
     }
 }
 
@@ -391,6 +443,21 @@ impl Measured {
         }
         let rank = ((p / 100.0) * self.latencies.len() as f64).ceil() as usize;
         self.latencies[rank.clamp(1, self.latencies.len()) - 1]
+    }
+
+    fn json(&self, run: &str, name: &str) -> serde_json::Value {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        serde_json::json!({
+            "run": run,
+            "name": name,
+            "requests": self.latencies.len(),
+            "errors": self.errors,
+            "throughput": self.latencies.len() as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON),
+            "p50_ms": ms(self.percentile(50.0)),
+            "p95_ms": ms(self.percentile(95.0)),
+            "p99_ms": ms(self.percentile(99.0)),
+            "max_ms": ms(self.latencies.last().copied().unwrap_or_default()),
+        })
     }
 
     fn row(&self, name: &str) -> String {

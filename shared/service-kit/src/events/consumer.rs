@@ -15,6 +15,13 @@
 //! | the message cannot be decoded, or the handler says retrying cannot help | dead-letters it at once |
 //! | the handler fails while the database answers | retries `CONSUMER_MAX_ATTEMPTS` times with backoff, then dead-letters it |
 //!
+//! Deliveries that have already arrived are applied together, up to `CONSUMER_BATCH_SIZE`:
+//! one transaction, a savepoint and an inbox row per event, acknowledged together after the
+//! commit, so the commit's wait for the disk is paid once per batch instead of once per
+//! event. The consumer never waits for a batch to fill. An event that fails in a batch is
+//! rolled back alone; the events before it commit, and it and those after it are handled
+//! one at a time as described below, so one order's events keep their order.
+//!
 //! A dead letter is the original message with the error and its origin added; it is
 //! acknowledged only once the dead letter is stored, so one bad message never stops the
 //! consumer and none is lost.
@@ -225,6 +232,21 @@ impl Applied {
     }
 }
 
+/// What [`Consumer::apply_together`] left to handle one at a time.
+struct Leftover {
+    /// The event whose attempt in the batch failed, with its error.
+    failed: Option<Failed>,
+    /// The deliveries after it (or after the run the batch settled), in order.
+    rest: Vec<Delivery>,
+}
+
+struct Failed {
+    delivery: Delivery,
+    event: IncomingEvent,
+    span: Span,
+    error: HandlerError,
+}
+
 /// Whose fault a failed attempt was.
 enum Verdict {
     Infrastructure(anyhow::Error),
@@ -293,7 +315,15 @@ impl<H: EventHandler> Consumer<H> {
             match delivery {
                 Ok(delivery) => {
                     backoff.reset();
-                    self.process(&mut receiver, delivery, &shutdown).await;
+                    // Whatever else has already arrived joins it; nothing waits for more.
+                    let mut batch = vec![delivery];
+                    while batch.len() < self.settings.batch_size {
+                        match receiver.ready() {
+                            Some(delivery) => batch.push(delivery),
+                            None => break,
+                        }
+                    }
+                    self.process_batch(&mut receiver, batch, &shutdown).await;
                 }
                 Err(error) => {
                     let wait = backoff.next();
@@ -304,7 +334,205 @@ impl<H: EventHandler> Consumer<H> {
                 }
             }
         }
+        receiver.close().await;
         tracing::info!(%consumer, "consumer stopped");
+    }
+
+    /// Whether this consumer handles events of `event`'s type (Kafka delivers whole topics).
+    fn handles(&self, event: &IncomingEvent) -> bool {
+        self.subscription
+            .event_types
+            .contains(&event.event_type.as_str())
+    }
+
+    /// Handles `batch`, deliveries in the order they were received: as long a run of them
+    /// as possible in one transaction ([`Self::apply_together`]), the rest one by one.
+    async fn process_batch(
+        &self,
+        receiver: &mut Receiver,
+        batch: Vec<Delivery>,
+        shutdown: &CancellationToken,
+    ) {
+        let Leftover { failed, rest } = if batch.len() > 1 {
+            self.apply_together(receiver, batch).await
+        } else {
+            Leftover {
+                failed: None,
+                rest: batch,
+            }
+        };
+        if let Some(failed) = failed {
+            self.settle(
+                receiver,
+                failed.delivery,
+                failed.event,
+                failed.span,
+                Some(failed.error),
+                shutdown,
+            )
+            .await;
+        }
+        for delivery in rest {
+            if shutdown.is_cancelled() {
+                return; // unacknowledged: redelivered after the restart
+            }
+            self.process(receiver, delivery, shutdown).await;
+        }
+    }
+
+    /// Applies the longest possible run of `batch`, from its start, in one database
+    /// transaction: each event in a savepoint of its own, with its inbox row, so that one
+    /// event that fails is rolled back alone and its predecessors still commit. Then
+    /// acknowledges that run, after the commit, in one go. What it did not settle is left,
+    /// in order, to be handled one at a time with the retries, pauses and dead letters of
+    /// [`Self::process`]: the event that failed (its failure counts as its first attempt)
+    /// or the message that could not be decoded, and everything after it, so the events of
+    /// one order keep their order. If the transaction fails as a whole (the database went
+    /// away), that is all of them.
+    async fn apply_together(&self, receiver: &mut Receiver, batch: Vec<Delivery>) -> Leftover {
+        let mut entries: Vec<(Delivery, Option<(IncomingEvent, Span)>)> = Vec::new();
+        let mut batch = batch.into_iter();
+        let mut undecodable = None;
+        for delivery in batch.by_ref() {
+            match IncomingEvent::from_message(&delivery.message) {
+                Ok(event) if self.handles(&event) => {
+                    let span = self.delivery_span(&delivery);
+                    entries.push((delivery, Some((event, span))));
+                }
+                Ok(_) => entries.push((delivery, None)),
+                Err(_) => {
+                    undecodable = Some(delivery);
+                    break;
+                }
+            }
+        }
+        let (settled, error) = self.transaction_together(&entries).await;
+        let mut entries = entries.into_iter();
+        let mut done = Vec::with_capacity(settled.len());
+        let consumer = self.subscription.consumer.as_str();
+        for outcome in settled {
+            let Some((delivery, handled)) = entries.next() else {
+                break;
+            };
+            let Some((event, span)) = handled else {
+                let event_type = delivery.message.header(headers::TYPE).unwrap_or("unknown");
+                self.metrics
+                    .consumed
+                    .with_label_values(&[consumer, event_type, "skipped"])
+                    .inc();
+                done.push((delivery, None));
+                continue;
+            };
+            if let Some((applied, took)) = outcome {
+                span.in_scope(|| match applied {
+                    Applied::Now => tracing::info!("event applied"),
+                    Applied::Before => tracing::info!("duplicate event ignored"),
+                });
+                span.record("outcome", applied.label());
+                let event_type = event.event_type.as_str();
+                self.metrics
+                    .consumed
+                    .with_label_values(&[consumer, event_type, applied.label()])
+                    .inc();
+                self.metrics
+                    .duration
+                    .with_label_values(&[consumer, event_type])
+                    .observe(took.as_secs_f64());
+            }
+            // The CONSUMER span ends after the acknowledgement, as it does alone.
+            done.push((delivery, Some(span)));
+        }
+        let (deliveries, spans): (Vec<Delivery>, Vec<Option<Span>>) = done.into_iter().unzip();
+        if let Err(error) = receiver.ack_all(&deliveries).await {
+            tracing::warn!(%consumer, error = %error, "acknowledgement failed; the messages will be redelivered");
+        }
+        drop(spans);
+        let mut failed = None;
+        if let Some(error) = error
+            && let Some((delivery, Some((event, span)))) = entries.next()
+        {
+            failed = Some(Failed {
+                delivery,
+                event,
+                span,
+                error,
+            });
+        }
+        Leftover {
+            failed,
+            rest: entries
+                .map(|(delivery, _)| delivery)
+                .chain(undecodable)
+                .chain(batch)
+                .collect(),
+        }
+    }
+
+    /// The transaction of [`Self::apply_together`]: per entry, in order, what it did and
+    /// how long it took (commit included), up to the first that failed, and that one's
+    /// error; nothing if the transaction did not commit. An entry the consumer does not
+    /// handle is `None`.
+    async fn transaction_together(
+        &self,
+        entries: &[(Delivery, Option<(IncomingEvent, Span)>)],
+    ) -> (Vec<Option<(Applied, Duration)>>, Option<HandlerError>) {
+        let Ok(mut tx) = self.pool.begin().await else {
+            return (Vec::new(), None);
+        };
+        let mut settled = Vec::with_capacity(entries.len());
+        let mut failure = None;
+        let size = entries.len() as i64;
+        for (_, handled) in entries {
+            let Some((event, delivery_span)) = handled else {
+                settled.push(None);
+                continue;
+            };
+            let span = tracing::info_span!(
+                parent: delivery_span,
+                "transaction",
+                db.system.name = "postgresql",
+                attempt = 1_i64,
+                batch.size = size,
+                otel.status_code = tracing::field::Empty,
+                error.type = tracing::field::Empty,
+            );
+            let started = Instant::now();
+            let attempt = async {
+                let mut savepoint = sqlx::Acquire::begin(&mut *tx).await?;
+                match self.record_and_handle(&mut savepoint, event).await {
+                    Ok(applied) => {
+                        savepoint.commit().await?;
+                        Ok(applied)
+                    }
+                    Err(error) => {
+                        // The event's own changes go; its predecessors' stay.
+                        let _ = savepoint.rollback().await;
+                        Err(error)
+                    }
+                }
+            }
+            .instrument(span.clone())
+            .await;
+            match attempt {
+                Ok(applied) => settled.push(Some((applied, started.elapsed()))),
+                Err(error) => {
+                    span.record("otel.status_code", "ERROR");
+                    span.record("error.type", error_type(&error));
+                    failure = Some(error);
+                    break;
+                }
+            }
+        }
+        let committing = Instant::now();
+        if let Err(error) = tx.commit().await {
+            tracing::warn!(error = %error, "batch transaction failed; its events are tried again one by one");
+            return (Vec::new(), None);
+        }
+        let commit = committing.elapsed();
+        for entry in settled.iter_mut().flatten() {
+            entry.1 += commit;
+        }
+        (settled, failure)
     }
 
     async fn process(
@@ -329,11 +557,7 @@ impl<H: EventHandler> Consumer<H> {
             }
         };
         let consumer = self.subscription.consumer.as_str();
-        if !self
-            .subscription
-            .event_types
-            .contains(&event.event_type.as_str())
-        {
+        if !self.handles(&event) {
             // Kafka delivers whole topics. A type this consumer does not handle gets no
             // span: the trace of an order holds the deliveries that did something.
             tracing::debug!(%consumer, event_type = %event.event_type, "event type not handled here");
@@ -345,9 +569,25 @@ impl<H: EventHandler> Consumer<H> {
             return;
         }
         let span = self.delivery_span(&delivery);
+        self.settle(receiver, delivery, event, span, None, shutdown)
+            .await;
+    }
+
+    /// Applies `event` until it is applied, dead-lettered or shutdown, then acknowledges
+    /// it, in its CONSUMER span. `failed` is the error of an attempt already made (in a
+    /// batch): it counts as the first.
+    async fn settle(
+        &self,
+        receiver: &mut Receiver,
+        delivery: Delivery,
+        event: IncomingEvent,
+        span: Span,
+        failed: Option<HandlerError>,
+        shutdown: &CancellationToken,
+    ) {
         async {
             let Some(applied) = self
-                .apply_until_done(receiver, &delivery, &event, shutdown)
+                .apply_until_done(receiver, &delivery, &event, failed, shutdown)
                 .await
             else {
                 return; // dead-lettered, or shutdown while retrying (redelivered later)
@@ -409,6 +649,7 @@ impl<H: EventHandler> Consumer<H> {
         receiver: &mut Receiver,
         delivery: &Delivery,
         event: &IncomingEvent,
+        mut failed: Option<HandlerError>,
         shutdown: &CancellationToken,
     ) -> Option<Applied> {
         let consumer = self.subscription.consumer.as_str();
@@ -421,7 +662,10 @@ impl<H: EventHandler> Consumer<H> {
         let result = loop {
             let started = Instant::now();
             attempts += 1;
-            let attempt = self.apply(event, attempts).await;
+            let attempt = match failed.take() {
+                Some(error) => Err(error),
+                None => self.apply(event, attempts).await,
+            };
             if attempt.is_ok() {
                 self.metrics
                     .duration
@@ -534,19 +778,27 @@ impl<H: EventHandler> Consumer<H> {
         let result = self.transaction(event).instrument(span.clone()).await;
         if let Err(error) = &result {
             span.record("otel.status_code", "ERROR");
-            span.record(
-                "error.type",
-                match error {
-                    HandlerError::Permanent(_) => "permanent",
-                    HandlerError::Transient(_) => "transient",
-                },
-            );
+            span.record("error.type", error_type(error));
         }
         result
     }
 
     async fn transaction(&self, event: &IncomingEvent) -> Result<Applied, HandlerError> {
         let mut tx = self.pool.begin().await?;
+        let applied = self.record_and_handle(&mut tx, event).await?;
+        if matches!(applied, Applied::Now) {
+            tx.commit().await?;
+        }
+        Ok(applied)
+    }
+
+    /// Records `event` in the inbox and, if it was not there, lets the handler apply it,
+    /// in the transaction (or savepoint) `conn` is in.
+    async fn record_and_handle(
+        &self,
+        conn: &mut PgConnection,
+        event: &IncomingEvent,
+    ) -> Result<Applied, HandlerError> {
         let first_time = sqlx::query!(
             r#"INSERT INTO inbox (consumer, event_id, event_type) VALUES ($1, $2, $3)
                ON CONFLICT (consumer, event_id) DO NOTHING"#,
@@ -554,7 +806,7 @@ impl<H: EventHandler> Consumer<H> {
             event.id,
             event.event_type,
         )
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?
         .rows_affected()
             == 1;
@@ -565,11 +817,7 @@ impl<H: EventHandler> Consumer<H> {
             "handle",
             otel.name = %format_args!("handle {}", event.event_type),
         );
-        self.handler
-            .handle(&mut tx, event)
-            .instrument(handle)
-            .await?;
-        tx.commit().await?;
+        self.handler.handle(conn, event).instrument(handle).await?;
         Ok(Applied::Now)
     }
 
@@ -605,11 +853,18 @@ impl<H: EventHandler> Consumer<H> {
     }
 
     async fn ack(&self, receiver: &mut Receiver, delivery: &Delivery) {
-        if let Err(error) = receiver.ack(delivery).await {
+        if let Err(error) = receiver.ack_all(std::slice::from_ref(delivery)).await {
             // The effect is committed; the broker will redeliver and the inbox will say
             // "duplicate".
             tracing::warn!(error = %error, "acknowledgement failed; the message will be redelivered");
         }
+    }
+}
+
+fn error_type(error: &HandlerError) -> &'static str {
+    match error {
+        HandlerError::Permanent(_) => "permanent",
+        HandlerError::Transient(_) => "transient",
     }
 }
 

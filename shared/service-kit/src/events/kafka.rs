@@ -5,8 +5,13 @@
 //!   replica has it. The message key is the aggregate id, so one order's events share a
 //!   partition and keep their order.
 //! - Each service is one consumer group; offsets are committed by hand, only after the
-//!   handler's database transaction committed (`enable.auto.commit=false`). A crash before
-//!   the commit means redelivery, which the inbox makes harmless.
+//!   handler's database transaction committed (`enable.auto.commit=false`). The consumer
+//!   commits asynchronously, one commit per batch of deliveries, and synchronously when it
+//!   stops: a commit lost in a crash only means redelivery, which the inbox makes harmless.
+//! - `KAFKA_FETCH_WAIT_MAX_MS` is the consumers' `fetch.wait.max.ms`. A Kafka broker
+//!   answers a fetch as soon as data arrives; the development broker (librdkafka's mock
+//!   cluster) holds an empty fetch that long even when data arrives meanwhile, so the dev
+//!   stack sets 10 ms, or every hop of the saga waits up to the default 500 ms.
 //! - While the consumer waits out a fault it pauses its partitions and keeps polling
 //!   ([`KafkaReceiver::stay_alive`]): it stays a member of the group for as long as the
 //!   fault lasts instead of being thrown out after `max.poll.interval.ms`.
@@ -30,6 +35,7 @@ use std::{
     time::Duration,
 };
 
+use futures_util::FutureExt;
 use rdkafka::{
     ClientConfig, ClientContext, Message as _, Offset, TopicPartitionList,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
@@ -209,6 +215,7 @@ impl KafkaBus {
             // first started are not skipped.
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
+            .set("fetch.wait.max.ms", self.settings.fetch_wait_max_ms.to_string())
             .set("topic.metadata.refresh.interval.ms", "5000")
             .set("session.timeout.ms", self.settings.session_timeout_ms.to_string())
             .set("heartbeat.interval.ms", (self.settings.session_timeout_ms / 4).max(100).to_string())
@@ -220,6 +227,7 @@ impl KafkaBus {
         Ok(KafkaReceiver {
             consumer: Arc::new(consumer),
             read_ahead: VecDeque::new(),
+            committed: BTreeMap::new(),
         })
     }
 
@@ -392,6 +400,9 @@ pub struct KafkaReceiver {
     consumer: Arc<StreamConsumer<GroupContext>>,
     /// Messages read while waiting out a fault, handed out before anything new.
     read_ahead: VecDeque<(Message, Position)>,
+    /// The offsets committed asynchronously, per topic and partition: committed again,
+    /// synchronously, when the receiver closes.
+    committed: BTreeMap<(String, i32), i64>,
 }
 
 impl KafkaReceiver {
@@ -403,12 +414,35 @@ impl KafkaReceiver {
             // Its partition moved to another member, which reads it from the group's
             // committed offset.
         }
-        let received = self
-            .consumer
-            .recv()
-            .await
-            .map_err(|e| BusError::Unavailable(e.to_string()))?;
-        Ok(convert(&received))
+        loop {
+            match self.consumer.recv().await {
+                Ok(received) => return Ok(convert(&received)),
+                // librdkafka reports every failed connection attempt through the consumer
+                // too (and logs it), and reconnects by itself. Such an error is news that
+                // the broker is away, not a reason for this consumer to back off: an
+                // outage queues many of them, and waiting out each in turn would keep the
+                // consumer from its messages for minutes after the broker is back.
+                Err(KafkaError::MessageConsumption(
+                    RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown,
+                )) => {}
+                Err(error) => return Err(BusError::Unavailable(error.to_string())),
+            }
+        }
+    }
+
+    /// A message that has already arrived, without waiting for one.
+    pub fn ready(&mut self) -> Option<(Message, Position)> {
+        while let Some((message, position)) = self.read_ahead.pop_front() {
+            if self.owns(&position) {
+                return Some((message, position));
+            }
+        }
+        // `recv` takes a message only when it returns it: dropping it unfinished loses
+        // nothing. An error here is the same transient one `next` would report.
+        match self.consumer.recv().now_or_never() {
+            Some(Ok(received)) => Some(convert(&received)),
+            Some(Err(_)) | None => None,
+        }
     }
 
     /// See [`super::Receiver::stay_alive`].
@@ -458,16 +492,82 @@ impl KafkaReceiver {
         })
     }
 
-    /// Commits the offset after `position`: everything up to it is done.
+    /// Commits the offset after `position`: everything up to it is done. Synchronous: when
+    /// this returns, the group's offset is stored.
     pub async fn commit(&mut self, position: &Position) -> Result<(), BusError> {
-        let mut offsets = TopicPartitionList::new();
-        offsets
-            .add_partition_offset(
-                &position.topic,
-                position.partition,
-                Offset::Offset(position.offset + 1),
-            )
-            .map_err(|e| BusError::Other(e.to_string()))?;
+        let offsets = Self::offsets([(
+            position.topic.as_str(),
+            position.partition,
+            position.offset + 1,
+        )])?;
+        self.commit_sync(offsets).await
+    }
+
+    /// Commits, per partition, the offset after the last of `positions`, without waiting
+    /// for the broker's answer (librdkafka sends commits in order). A commit that fails
+    /// is logged by librdkafka and made good by the next one or by [`Self::close`].
+    pub fn commit_async<'a>(
+        &mut self,
+        positions: impl IntoIterator<Item = &'a Position>,
+    ) -> Result<(), BusError> {
+        let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+        for position in positions {
+            let entry = next
+                .entry((position.topic.as_str(), position.partition))
+                .or_insert(position.offset + 1);
+            *entry = (*entry).max(position.offset + 1);
+        }
+        if next.is_empty() {
+            return Ok(());
+        }
+        for ((topic, partition), offset) in &next {
+            self.committed
+                .insert(((*topic).to_owned(), *partition), *offset);
+        }
+        let offsets = Self::offsets(next.iter().map(|((t, p), o)| (*t, *p, *o)))?;
+        self.consumer
+            .commit(&offsets, CommitMode::Async)
+            .map_err(|e| BusError::Unavailable(e.to_string()))
+    }
+
+    /// Commits again, synchronously, what was committed asynchronously, so that a
+    /// graceful stop leaves nothing to redeliver. Partitions no longer assigned are left
+    /// to their new owner.
+    pub async fn close(&mut self) {
+        let committed = std::mem::take(&mut self.committed);
+        let owned: Vec<(&str, i32, i64)> = committed
+            .iter()
+            .filter(|((topic, partition), _)| {
+                self.consumer
+                    .assignment()
+                    .is_ok_and(|a| a.find_partition(topic, *partition).is_some())
+            })
+            .map(|((topic, partition), offset)| (topic.as_str(), *partition, *offset))
+            .collect();
+        if owned.is_empty() {
+            return;
+        }
+        let result = match Self::offsets(owned) {
+            Ok(offsets) => self.commit_sync(offsets).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, "final offset commit failed; the last messages will be redelivered");
+        }
+    }
+
+    fn offsets<'a>(
+        offsets: impl IntoIterator<Item = (&'a str, i32, i64)>,
+    ) -> Result<TopicPartitionList, BusError> {
+        let mut list = TopicPartitionList::new();
+        for (topic, partition, offset) in offsets {
+            list.add_partition_offset(topic, partition, Offset::Offset(offset))
+                .map_err(|e| BusError::Other(e.to_string()))?;
+        }
+        Ok(list)
+    }
+
+    async fn commit_sync(&self, offsets: TopicPartitionList) -> Result<(), BusError> {
         let consumer = Arc::clone(&self.consumer);
         tokio::task::spawn_blocking(move || consumer.commit(&offsets, CommitMode::Sync))
             .await

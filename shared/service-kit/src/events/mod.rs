@@ -399,6 +399,21 @@ impl Receiver {
         }
     }
 
+    /// A message that has already arrived, if any, without waiting: how the consumer
+    /// fills a batch from what is there and never waits for a batch to fill.
+    pub fn ready(&mut self) -> Option<Delivery> {
+        match self {
+            Self::Kafka(receiver) => receiver.ready().map(|(message, position)| Delivery {
+                message,
+                token: DeliveryToken::Kafka(position),
+            }),
+            Self::RabbitMq(receiver) => receiver.ready().map(|(message, tag)| Delivery {
+                message,
+                token: DeliveryToken::RabbitMq(tag),
+            }),
+        }
+    }
+
     /// Waits `duration` (or until shutdown: then `true`) without giving up the
     /// subscription. Kafka: the assigned partitions are paused and the consumer keeps
     /// polling, so it stays a live member of its group however long a fault lasts (a
@@ -425,6 +440,41 @@ impl Receiver {
             }
             (Self::RabbitMq(receiver), DeliveryToken::RabbitMq(tag)) => receiver.ack(*tag).await,
             _ => Err(BusError::Other("delivery from another bus".to_owned())),
+        }
+    }
+
+    /// Tells the broker that `deliveries`, received in this order, are done with, without
+    /// waiting for it to have stored that: Kafka commits, per partition, the offset after
+    /// the last of them asynchronously (a commit lost in a crash means redeliveries, which
+    /// the inbox absorbs); RabbitMQ acknowledges each. Call only after their transaction
+    /// committed. [`Self::close`] makes the last commits durable.
+    pub async fn ack_all(&mut self, deliveries: &[Delivery]) -> Result<(), BusError> {
+        match self {
+            Self::Kafka(receiver) => receiver.commit_async(deliveries.iter().filter_map(
+                |delivery| match &delivery.token {
+                    DeliveryToken::Kafka(position) => Some(position),
+                    DeliveryToken::RabbitMq(_) => None,
+                },
+            )),
+            Self::RabbitMq(receiver) => {
+                let mut result = Ok(());
+                for delivery in deliveries {
+                    if let DeliveryToken::RabbitMq(tag) = &delivery.token
+                        && let Err(error) = receiver.ack(*tag).await
+                    {
+                        result = Err(error);
+                    }
+                }
+                result
+            }
+        }
+    }
+
+    /// Ends the subscription cleanly: Kafka commits, synchronously, the offsets committed
+    /// asynchronously, so a graceful stop leaves nothing to redeliver.
+    pub async fn close(&mut self) {
+        if let Self::Kafka(receiver) = self {
+            receiver.close().await;
         }
     }
 }

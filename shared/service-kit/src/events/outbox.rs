@@ -13,7 +13,9 @@
 //!   after the active one died; at once after a graceful stop, which gives the lease up);
 //! - reads a batch in `seq` order with a plain query, publishes it with no database
 //!   transaction open, and then marks what the broker acknowledged in a short transaction
-//!   of its own. A crash in between republishes those rows; consumers are idempotent;
+//!   of its own. A crash in between republishes those rows; consumers are idempotent.
+//!   The batch goes out in waves of one row per aggregate, each wave's acknowledgements
+//!   awaited together, so the broker's round trip is paid per wave, not per event;
 //! - keeps per-aggregate order: rows of one aggregate (`partition_key`) are published in
 //!   `seq` order, and `seq` order is their commit order because [`enqueue`] serialises the
 //!   writers of one aggregate;
@@ -32,10 +34,11 @@
 //! relay's own span per publish ("send") starts a trace of its own, linked to the row's.
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::{BTreeMap, HashSet, VecDeque},
     time::{Duration, Instant},
 };
 
+use futures_util::FutureExt;
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use shop_model::events::{CloudEvent, Event};
 use sqlx::{PgConnection, PgPool, postgres::PgListener};
@@ -224,6 +227,8 @@ struct BatchOutcome {
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// How often a busy relay reads its gauges (an idle one reads them on every wake).
+const METRICS_EVERY: Duration = Duration::from_millis(250);
 
 impl OutboxRelay {
     pub fn new(
@@ -247,12 +252,19 @@ impl OutboxRelay {
         let mut listener = self.listen().await;
         let mut backoff = Duration::from_millis(100);
         let mut last_prune = Instant::now() - PRUNE_EVERY;
+        let mut last_metrics = Instant::now() - METRICS_EVERY;
         while !shutdown.is_cancelled() {
             match self.publish_batch().await {
                 Ok(read) => {
                     backoff = Duration::from_millis(100);
                     if read as i64 == self.settings.batch_size {
                         continue; // more may be waiting
+                    }
+                    // Busy: the gauges are read at most a few times a second. Idle (a
+                    // batch found nothing, at least every poll interval): always.
+                    if read > 0 && last_metrics.elapsed() < METRICS_EVERY {
+                        self.wait_for_work(&mut listener, &shutdown).await;
+                        continue;
                     }
                 }
                 Err(error) => {
@@ -276,6 +288,7 @@ impl OutboxRelay {
                     continue;
                 }
             }
+            last_metrics = Instant::now();
             if let Err(error) = self.update_metrics().await {
                 tracing::warn!(error = %error, "outbox relay: cannot read metrics");
             }
@@ -285,25 +298,34 @@ impl OutboxRelay {
                     tracing::warn!(error = %error, "outbox relay: pruning failed");
                 }
             }
-            // Sleep until a commit notifies us, the poll interval passes, or shutdown.
-            let notified = async {
-                match listener.as_mut() {
-                    Some(l) => l.recv().await.map(drop).map_err(|e| e.to_string()),
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                result = tokio::time::timeout(self.settings.poll_interval, notified) => {
-                    if let Ok(Err(error)) = result {
-                        tracing::warn!(%error, "outbox relay: notifications lost; polling until they are back");
-                        listener = self.listen().await;
-                    }
-                }
-            }
+            self.wait_for_work(&mut listener, &shutdown).await;
         }
         self.give_up_lease().await;
         tracing::info!("outbox relay stopped");
+    }
+
+    /// Sleeps until a commit notifies the relay, the poll interval passes, or shutdown.
+    async fn wait_for_work(&self, listener: &mut Option<PgListener>, shutdown: &CancellationToken) {
+        let notified = async {
+            match listener.as_mut() {
+                Some(l) => {
+                    let woken = l.recv().await.map(drop).map_err(|e| e.to_string());
+                    // Every commit notifies; one batch reads what all of them wrote.
+                    while l.next_buffered().is_some() {}
+                    woken
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            result = tokio::time::timeout(self.settings.poll_interval, notified) => {
+                if let Ok(Err(error)) = result {
+                    tracing::warn!(%error, "outbox relay: notifications lost; polling until they are back");
+                    *listener = self.listen().await;
+                }
+            }
+        }
     }
 
     async fn listen(&self) -> Option<PgListener> {
@@ -400,6 +422,12 @@ impl OutboxRelay {
         }
     }
 
+    /// Publishes `rows` in waves. A wave holds, of every aggregate, the earliest row not yet
+    /// sent; its rows go out together and the wave ends when the broker has answered for
+    /// all of them. The broker's round trip is paid once per wave instead of once per row,
+    /// and per-aggregate order holds: a row is sent only after the broker acknowledged the
+    /// one before it of its aggregate, and a row that failed holds its aggregate's later
+    /// rows back for the next batch.
     async fn publish_rows(&self, rows: Vec<Row>) -> BatchOutcome {
         let mut outcome = BatchOutcome {
             read: rows.len(),
@@ -413,43 +441,66 @@ impl OutboxRelay {
         let stop_at = self
             .lease_until
             .map(|until| until - self.settings.lease / 3);
-        for row in rows {
+        let mut waiting: VecDeque<Row> = rows.into();
+        while !waiting.is_empty() && outcome.unavailable.is_none() {
             if stop_at.is_some_and(|stop| Instant::now() >= stop) {
                 break;
             }
-            if held.contains(&row.partition_key) {
-                continue;
-            }
-            let message = match message_of(&row) {
-                Ok(message) => message,
-                Err(error) => {
-                    held.insert(row.partition_key.clone());
-                    outcome.unreadable.push((row.seq, error));
+            let mut wave = Vec::new();
+            let mut in_wave: HashSet<String> = HashSet::new();
+            let mut later = VecDeque::new();
+            for row in waiting.drain(..) {
+                if held.contains(&row.partition_key) {
                     continue;
                 }
-            };
-            let span = self.publish_span(&row, &message);
-            let published = self.bus.publish(&message).instrument(span.clone()).await;
-            if let Err(error) = &published {
-                span.record("otel.status_code", "ERROR");
-                span.record("error.type", error.kind());
+                if in_wave.contains(&row.partition_key) {
+                    later.push_back(row);
+                    continue;
+                }
+                match message_of(&row) {
+                    Ok(message) => {
+                        in_wave.insert(row.partition_key.clone());
+                        wave.push((row, message));
+                    }
+                    Err(error) => {
+                        held.insert(row.partition_key.clone());
+                        outcome.unreadable.push((row.seq, error));
+                    }
+                }
             }
-            match published {
-                Ok(()) => {
-                    let event_type = message.header(headers::TYPE).unwrap_or("unknown");
-                    self.metrics
-                        .published
-                        .with_label_values(&[event_type])
-                        .inc();
-                    outcome.published.push(row.seq);
+            waiting = later;
+            let sent = wave.iter().map(|(row, message)| {
+                let span = self.publish_span(row, message);
+                self.bus
+                    .publish(message)
+                    .instrument(span.clone())
+                    .map(move |published| (span, published))
+            });
+            let answers = futures_util::future::join_all(sent).await;
+            for ((row, message), (span, published)) in wave.into_iter().zip(answers) {
+                if let Err(error) = &published {
+                    span.record("otel.status_code", "ERROR");
+                    span.record("error.type", error.kind());
                 }
-                Err(BusError::Other(error)) => {
-                    held.insert(row.partition_key.clone());
-                    outcome.refused.push((row.seq, row.attempts, error));
-                }
-                Err(BusError::Unavailable(error)) => {
-                    outcome.unavailable = Some(error);
-                    break;
+                match published {
+                    Ok(()) => {
+                        let event_type = message.header(headers::TYPE).unwrap_or("unknown");
+                        self.metrics
+                            .published
+                            .with_label_values(&[event_type])
+                            .inc();
+                        outcome.published.push(row.seq);
+                    }
+                    Err(BusError::Other(error)) => {
+                        held.insert(row.partition_key.clone());
+                        outcome.refused.push((row.seq, row.attempts, error));
+                    }
+                    Err(BusError::Unavailable(error)) => {
+                        // Rows of this wave the broker did take are marked; the rest of the
+                        // batch waits for the broker.
+                        held.insert(row.partition_key.clone());
+                        outcome.unavailable = Some(error);
+                    }
                 }
             }
         }
@@ -540,11 +591,16 @@ impl OutboxRelay {
     }
 
     async fn update_metrics(&self) -> Result<(), sqlx::Error> {
+        // Two counts, each over the rows of one partial index: published rows (kept for
+        // the retention period, most of the table) are never read.
         let row = sqlx::query!(
-            r#"SELECT count(*) AS "pending!",
-                      count(*) FILTER (WHERE parked_at IS NOT NULL) AS "parked!",
-                      COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::bigint AS "oldest!"
-               FROM outbox WHERE published_at IS NULL"#
+            r#"SELECT waiting.n + parked.n AS "pending!", parked.n AS "parked!",
+                      COALESCE(EXTRACT(EPOCH FROM now() - LEAST(waiting.oldest, parked.oldest)), 0)::bigint
+                          AS "oldest!"
+               FROM (SELECT count(*) AS n, min(created_at) AS oldest FROM outbox
+                     WHERE published_at IS NULL AND parked_at IS NULL) waiting,
+                    (SELECT count(*) AS n, min(created_at) AS oldest FROM outbox
+                     WHERE published_at IS NULL AND parked_at IS NOT NULL) parked"#
         )
         .fetch_one(&self.pool)
         .await?;

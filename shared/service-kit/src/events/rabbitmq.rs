@@ -52,7 +52,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use lapin::{
     Acker, BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer,
     DefaultConnectionBuilder, ExchangeKind,
@@ -492,17 +492,7 @@ impl RabbitReceiver {
             }
         };
         let error = match consumer.next().await {
-            Some(Ok(delivery)) => {
-                let message = decode(
-                    delivery.routing_key.as_str(),
-                    &delivery.properties,
-                    delivery.data,
-                );
-                let tag = self.next_tag;
-                self.next_tag += 1;
-                self.unacked.insert(tag, delivery.acker);
-                return Ok((message, tag));
-            }
+            Some(Ok(delivery)) => return Ok(self.hand_out(delivery)),
             Some(Err(e)) => e.to_string(),
             None => "the broker cancelled the consumer".to_owned(),
         };
@@ -515,6 +505,27 @@ impl RabbitReceiver {
         self.unacked.clear();
         self.first_live_tag = self.next_tag;
         Err(BusError::Unavailable(error))
+    }
+
+    /// A message that has already arrived, without waiting for one. A consumer that
+    /// failed meanwhile is left for [`Self::next`] to report and restart.
+    pub fn ready(&mut self) -> Option<(Message, u64)> {
+        match self.consumer.as_mut()?.next().now_or_never() {
+            Some(Some(Ok(delivery))) => Some(self.hand_out(delivery)),
+            _ => None,
+        }
+    }
+
+    fn hand_out(&mut self, delivery: lapin::message::Delivery) -> (Message, u64) {
+        let message = decode(
+            delivery.routing_key.as_str(),
+            &delivery.properties,
+            delivery.data,
+        );
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        self.unacked.insert(tag, delivery.acker);
+        (message, tag)
     }
 
     /// Acknowledges the delivery `delivery_tag` (from [`RabbitReceiver::next`]). Fails if

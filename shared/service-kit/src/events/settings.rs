@@ -53,6 +53,12 @@ pub struct KafkaSettings {
     /// heartbeating (crashed, killed) keeps its partitions before the group rebalances
     /// them to the others. Lower means faster failover, higher tolerates longer pauses.
     pub session_timeout_ms: u32,
+    /// `KAFKA_FETCH_WAIT_MAX_MS` (default 500, librdkafka's): how long the broker may hold
+    /// a consumer's fetch when it has nothing new. A Kafka broker answers as soon as data
+    /// arrives, so this only sets how often an idle consumer asks; the development broker
+    /// (librdkafka's mock cluster) holds every empty fetch this long, so it adds up to this
+    /// to every hop there: `make run` and the tests set 10.
+    pub fetch_wait_max_ms: u32,
     /// `KAFKA_GROUP_INSTANCE_ID` (default none): static group membership. A consumer that
     /// restarts with the same id (the same pod after its container was killed, say) takes
     /// its partitions back at once instead of waiting for the group to notice that the old
@@ -295,7 +301,8 @@ pub struct RabbitMqSettings {
     /// the broker's certificate is then verified against the system's trust store and
     /// `AMQP_CA_FILE`, and its name against the URL's host.
     pub url: SecretString,
-    /// `AMQP_PREFETCH` (default 16): unacknowledged messages a consumer may hold.
+    /// `AMQP_PREFETCH` (default 64): unacknowledged messages a consumer may hold; also
+    /// the largest batch the consumer can apply at once (`CONSUMER_BATCH_SIZE`).
     pub prefetch: u16,
     /// Files for `amqps://`.
     pub tls: AmqpTls,
@@ -464,6 +471,11 @@ pub struct ConsumerSettings {
     /// rebalance, a relay that crashed before marking a row published); a week is far
     /// beyond that, and keeps the table from growing without bound.
     pub inbox_retention: Duration,
+    /// `CONSUMER_BATCH_SIZE` (default 64, at least 1): at most this many deliveries that
+    /// have already arrived are applied in one database transaction (a savepoint each), so
+    /// one commit's wait for the disk is shared by all of them. The consumer never waits
+    /// for a batch to fill: alone, an event is applied at once. 1 turns batching off.
+    pub batch_size: usize,
 }
 
 impl EventBusSettings {
@@ -475,6 +487,7 @@ impl EventBusSettings {
                 partitions: source.parse("KAFKA_TOPIC_PARTITIONS", 3)?,
                 replication_factor: source.parse("KAFKA_REPLICATION_FACTOR", 1)?,
                 session_timeout_ms: source.parse("KAFKA_SESSION_TIMEOUT_MS", 10_000)?,
+                fetch_wait_max_ms: source.parse("KAFKA_FETCH_WAIT_MAX_MS", 500)?,
                 group_instance_id: source
                     .get("KAFKA_GROUP_INSTANCE_ID")
                     .map(str::trim)
@@ -487,7 +500,7 @@ impl EventBusSettings {
                 RabbitMqSettings {
                     tls: AmqpTls::from_source(source, &url)?,
                     url,
-                    prefetch: source.parse("AMQP_PREFETCH", 16)?,
+                    prefetch: source.parse("AMQP_PREFETCH", 64)?,
                 }
             },
             outbox: OutboxSettings {
@@ -501,6 +514,7 @@ impl EventBusSettings {
             },
             consumer: ConsumerSettings {
                 max_attempts: source.parse("CONSUMER_MAX_ATTEMPTS", 5)?.max(1),
+                batch_size: source.parse("CONSUMER_BATCH_SIZE", 64)?.max(1),
                 retry_backoff: source.millis("CONSUMER_RETRY_BACKOFF_MS", 200)?,
                 max_backoff: source
                     .millis("CONSUMER_MAX_BACKOFF_MS", 30_000)?
