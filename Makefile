@@ -93,9 +93,8 @@ k8s-validate: ## Render the Kubernetes manifests and validate them offline (sche
 sqlx-prepare: ## Regenerate the committed .sqlx/ query data after changing SQL
 	PG_SERVER_URL=$(PG_SERVER_URL) scripts/sqlx-prepare.sh
 
-bench: ## Measure latency, throughput and saga time on release builds (docs/performance.md)
-	scripts/bench.sh kafka
-	scripts/bench.sh rabbitmq
+bench: ## pgbench, then both broker modes, the consistency oracle, replicas and resources on release builds, into docs/performance.md (~15 min)
+	scripts/bench.sh
 
 fuzz: ## Fuzz the four APIs from their OpenAPI documents (against make run)
 	scripts/fuzz-api.sh
