@@ -9,8 +9,12 @@ pub enum InventoryError {
     SkuTaken(Sku),
     #[error("product not found")]
     NotFound,
-    #[error("the stock on hand cannot fall below the units reserved for orders")]
-    BelowReserved,
+    #[error("only {on_hand} units are on hand: the stock cannot fall below zero")]
+    BelowZero { on_hand: i64 },
+    #[error(
+        "{reserved} units are reserved for orders not yet settled: the stock on hand cannot fall below that"
+    )]
+    BelowReserved { reserved: i32 },
     #[error("the stock on hand cannot exceed {} units", i32::MAX)]
     AboveMaximum,
     #[error(transparent)]
@@ -21,7 +25,8 @@ impl From<InventoryError> for ApiError {
     fn from(error: InventoryError) -> Self {
         match error {
             InventoryError::SkuTaken(_)
-            | InventoryError::BelowReserved
+            | InventoryError::BelowZero { .. }
+            | InventoryError::BelowReserved { .. }
             | InventoryError::AboveMaximum => Self::Conflict(error.to_string()),
             InventoryError::NotFound => Self::NotFound(error.to_string()),
             InventoryError::Database(e) => e.into(),

@@ -157,17 +157,6 @@ pub async fn adjust_stock(
     Ok(row.map(Product::from))
 }
 
-#[tracing::instrument(skip_all, fields(product_id = %id))]
-pub async fn exists(conn: &mut PgConnection, id: ProductId) -> Result<bool, sqlx::Error> {
-    let exists = sqlx::query_scalar!(
-        r#"SELECT EXISTS (SELECT 1 FROM products WHERE id = $1) AS "exists!""#,
-        id.as_uuid(),
-    )
-    .fetch_one(conn)
-    .await?;
-    Ok(exists)
-}
-
 // Reservations: the SQL of the order saga (`crate::saga`).
 //
 // Each function below that changes stock first locks the product rows it is about to

@@ -200,16 +200,23 @@ async fn adjust_stock(
         return Ok(web::Json(product));
     }
     // Nothing changed: either there is no such product, or the guard refused the change.
-    // Adding units can only be refused for overflow, removing them only for the reservations.
-    let error = if !repository::exists(&mut conn, id)
+    // Adding units can only be refused for overflow; removing them, for taking the stock
+    // below zero or below what is reserved for orders, which the client is told apart.
+    let Some(product) = repository::find_by_id(&mut conn, id)
         .await
         .map_err(InventoryError::from)?
-    {
-        InventoryError::NotFound
-    } else if delta.is_increase() {
+    else {
+        return Err(InventoryError::NotFound.into());
+    };
+    let on_hand = i64::from(product.available) + i64::from(product.reserved);
+    let error = if delta.is_increase() {
         InventoryError::AboveMaximum
+    } else if on_hand + i64::from(delta.get()) < 0 {
+        InventoryError::BelowZero { on_hand }
     } else {
-        InventoryError::BelowReserved
+        InventoryError::BelowReserved {
+            reserved: product.reserved,
+        }
     };
     Err(error.into())
 }

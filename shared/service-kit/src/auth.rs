@@ -95,6 +95,9 @@ impl Identity {
 pub enum AuthError {
     #[error("missing bearer token")]
     Missing,
+    /// An `Authorization` header that is not `Bearer <token>` (no scheme, another scheme).
+    #[error("the Authorization header is not `Bearer <token>`")]
+    Malformed,
     #[error("invalid token: {0}")]
     Invalid(String),
     #[error("signing keys unavailable: {reason}")]
@@ -110,6 +113,10 @@ impl From<AuthError> for ApiError {
             AuthError::Missing => {
                 Self::Unauthorized("Send `Authorization: Bearer <token>`.".to_owned())
             }
+            // Not the token's fault: say what the header must look like.
+            AuthError::Malformed => Self::Unauthorized(
+                "The Authorization header must be `Bearer ` followed by the token.".to_owned(),
+            ),
             // The precise reason (expired, wrong audience, ...) is logged, not returned: it
             // would help an attacker more than a legitimate client.
             AuthError::Invalid(reason) => {
@@ -623,12 +630,10 @@ fn bearer_token(req: &HttpRequest) -> Result<&str, AuthError> {
         .get(header::AUTHORIZATION)
         .ok_or(AuthError::Missing)?
         .to_str()
-        .map_err(|_| AuthError::Invalid("authorization header is not ASCII".to_owned()))?;
-    let (scheme, token) = value
-        .split_once(' ')
-        .ok_or_else(|| AuthError::Invalid("expected `Bearer <token>`".to_owned()))?;
+        .map_err(|_| AuthError::Malformed)?;
+    let (scheme, token) = value.split_once(' ').ok_or(AuthError::Malformed)?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(AuthError::Invalid("expected `Bearer <token>`".to_owned()));
+        return Err(AuthError::Malformed);
     }
     Ok(token.trim())
 }

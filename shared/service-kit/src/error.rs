@@ -283,24 +283,86 @@ pub fn json_error_handler(error: JsonPayloadError, _req: &HttpRequest) -> actix_
         JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
             ApiError::PayloadTooLarge
         }
-        JsonPayloadError::Deserialize(e) if e.is_data() => {
-            ApiError::Unprocessable(format!("The JSON body does not match the schema: {e}"))
-        }
-        JsonPayloadError::Deserialize(e) => {
-            ApiError::BadRequest(format!("The body is not valid JSON: {e}"))
-        }
+        JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::Unprocessable(format!(
+            "The JSON body does not match the schema: {}",
+            in_json_terms(&e.to_string())
+        )),
+        JsonPayloadError::Deserialize(e) => ApiError::BadRequest(format!(
+            "The body is not valid JSON: {}",
+            in_json_terms(&e.to_string())
+        )),
         _ => ApiError::BadRequest("The request body could not be read.".to_owned()),
     };
     api_error.into()
 }
 
 pub fn query_error_handler(error: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
-    ApiError::BadRequest(format!("Invalid query string: {error}")).into()
+    let reason = match &error {
+        QueryPayloadError::Deserialize(e) => in_json_terms(&e.to_string()),
+        _ => "it cannot be read".to_owned(),
+    };
+    ApiError::BadRequest(format!("Invalid query string: {reason}")).into()
 }
 
 /// A path segment that does not parse (e.g. an id that is not a UUID) names no resource.
+/// Which parser refused it, and why, is of no use to the client.
 pub fn path_error_handler(error: PathError, _req: &HttpRequest) -> actix_web::Error {
-    ApiError::NotFound(format!("No such resource: {error}")).into()
+    tracing::debug!(%error, "path segment refused");
+    ApiError::NotFound("No such resource: the path holds an id that is not valid.".to_owned())
+        .into()
+}
+
+/// A deserializer's message in the terms of the API's JSON schema instead of Rust's:
+/// `expected i64` reads `expected an integer`, `expected struct PlaceOrder` reads
+/// `expected an object`, and so on. Field names, positions and allowed values are kept.
+fn in_json_terms(message: &str) -> String {
+    const TERMS: [(&str, &str); 17] = [
+        ("expected i8", "expected an integer"),
+        ("expected i16", "expected an integer"),
+        ("expected i32", "expected an integer"),
+        ("expected i64", "expected an integer"),
+        ("expected u8", "expected a non-negative integer"),
+        ("expected u16", "expected a non-negative integer"),
+        ("expected u32", "expected a non-negative integer"),
+        ("expected u64", "expected a non-negative integer"),
+        ("expected usize", "expected a non-negative integer"),
+        ("expected f32", "expected a number"),
+        ("expected f64", "expected a number"),
+        ("expected a boolean", "expected true or false"),
+        ("expected bool", "expected true or false"),
+        ("expected a sequence", "expected an array"),
+        ("expected a map", "expected an object"),
+        ("expected a borrowed string", "expected a string"),
+        ("expected a UUID", "expected a UUID string"),
+    ];
+    let mut text = message.to_owned();
+    // `expected struct PlaceOrder`, `expected enum Role`: the Rust type's name goes.
+    for (rust, json) in [
+        ("expected struct ", "expected an object"),
+        ("expected enum ", "expected a string"),
+    ] {
+        while let Some(at) = text.find(rust) {
+            let name_end = text[at + rust.len()..]
+                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .map_or(text.len(), |end| at + rust.len() + end);
+            text.replace_range(at..name_end, json);
+        }
+    }
+    for (rust, json) in TERMS {
+        // Whole words only: `expected i64` but not `expected i640`.
+        let mut from = 0;
+        while let Some(found) = text[from..].find(rust) {
+            let at = from + found;
+            let end = at + rust.len();
+            if text[end..].starts_with(|c: char| c.is_alphanumeric() || c == '_') {
+                from = end;
+                continue;
+            }
+            text.replace_range(at..end, json);
+            from = at + json.len();
+        }
+    }
+    text
 }
 
 /// The answer for routes that do not exist.
@@ -313,6 +375,41 @@ pub async fn route_not_found() -> Result<HttpResponse, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deserializer_messages_speak_json_not_rust() {
+        let typed = serde_json::from_str::<i64>("\"x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(typed.contains("expected i64"), "{typed}");
+        assert_eq!(
+            in_json_terms(&typed),
+            typed.replace("expected i64", "expected an integer")
+        );
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct PlaceOrder {
+            items: Vec<u32>,
+        }
+        let shaped = serde_json::from_str::<PlaceOrder>("\"x\"")
+            .unwrap_err()
+            .to_string();
+        let public = in_json_terms(&shaped);
+        assert!(!public.contains("PlaceOrder"), "{public}");
+        assert!(public.contains("expected an object"), "{public}");
+        let nested = serde_json::from_str::<PlaceOrder>(r#"{"items": [true]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            in_json_terms(&nested).contains("expected a non-negative integer"),
+            "{nested}"
+        );
+        assert_eq!(in_json_terms("expected i640"), "expected i640");
+        assert_eq!(
+            in_json_terms("missing field `items`"),
+            "missing field `items`"
+        );
+    }
 
     #[test]
     fn internal_errors_do_not_leak_their_cause() {

@@ -203,6 +203,8 @@ where
                 SwaggerUi::new("/swagger-ui/{_:.*}")
                     .url("/api-docs/openapi.json", document.clone()),
             )
+            // Typed without the slash, the page is still found.
+            .service(web::redirect("/swagger-ui", "/swagger-ui/").permanent())
             .route("/metrics", web::get().to(serve_metrics))
             .default_service(web::to(error::route_not_found))
     })

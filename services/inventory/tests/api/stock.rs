@@ -37,7 +37,14 @@ async fn removing_more_stock_than_is_on_hand_returns_409_and_changes_nothing() {
     let response = app.adjust_stock(product.id, -11, &admin_token()).await;
 
     response.assert_status(409);
-    assert_eq!(response.problem().problem_type, "/problems/conflict");
+    let problem = response.problem();
+    assert_eq!(problem.problem_type, "/problems/conflict");
+    // Said as what it is: nothing is reserved, the stock would go below zero.
+    let detail = problem.detail.unwrap_or_default();
+    assert!(
+        detail.contains("below zero") && !detail.contains("reserved"),
+        "{detail}"
+    );
     let stored: Product = app.get_product(product.id).await.json();
     assert_eq!(stored.available, 10);
 }

@@ -110,6 +110,27 @@ async fn placing_an_order_with_an_unreadable_body_is_rejected() {
         .send()
         .await;
     wrong_shape.assert_status(422);
+    let wrong_field_type = app
+        .api
+        .post("/api/v1/orders")
+        .bearer(&token)
+        .raw(
+            "application/json",
+            format!(
+                r#"{{"items": [{{"product_id": "{}", "quantity": "two"}}]}}"#,
+                uuid::Uuid::new_v4()
+            ),
+        )
+        .send()
+        .await;
+    wrong_field_type.assert_status(422);
+    // In the schema's terms, not Rust's: "an integer", never "i64".
+    let detail = wrong_field_type.problem().detail.unwrap_or_default();
+    assert!(detail.contains("expected an integer"), "{detail}");
+    assert!(
+        !detail.contains("i64") && !detail.contains("struct"),
+        "{detail}"
+    );
     let huge = "x".repeat(70 * 1024);
     let oversize = app
         .api

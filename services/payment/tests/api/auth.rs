@@ -65,3 +65,27 @@ async fn every_endpoint_answers_401_to_an_invalid_token() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_token_sent_without_the_bearer_scheme_is_told_how_to_send_it() {
+    let app = spawn_app().await;
+    let (_, token) = tokens::customer();
+
+    for header in [
+        token.clone(),
+        format!("Token {token}"),
+        "Bearer ".to_owned(),
+    ] {
+        let response = app
+            .api
+            .get("/api/v1/wallets/me")
+            .header("Authorization", &header)
+            .send()
+            .await;
+
+        response.assert_status(401);
+        let detail = response.problem().detail.unwrap_or_default();
+        assert!(detail.contains("`Bearer `"), "{header}: {detail}");
+        assert!(!detail.contains("expired"), "{header}: {detail}");
+    }
+}

@@ -172,6 +172,17 @@ async fn swagger_ui_is_served_without_a_cdn() {
 }
 
 #[tokio::test]
+async fn swagger_ui_is_found_without_the_trailing_slash() {
+    let app = spawn_app().await;
+
+    // The client follows the redirect, as a browser does.
+    let page = app.api.get("/swagger-ui").send().await;
+
+    page.assert_status(200);
+    assert!(page.text().contains("swagger-ui"));
+}
+
+#[tokio::test]
 async fn a_client_over_its_rate_limit_gets_429_with_retry_after() {
     let app = spawn_app_with(&[("RATE_LIMIT_PER_SECOND", "1"), ("RATE_LIMIT_BURST", "2")]).await;
 
