@@ -89,23 +89,8 @@ sample_rss() {
   done >"$out/rss-$label"
 }
 
-# Starts an extra replica of SERVICE on PORT against database DB.
-replica() {
-  local service=$1 port=$2 db=$3
-  env JWT_ALLOW_DEV_KEY=true HTTP_ADDR="127.0.0.1:$port" DATABASE_URL="$server/$db" \
-    "$bin/$service-service" >"$logs/$service-$port.log" 2>&1 &
-  stack_pids+=($!)
-}
-
 wait_ready_port() {
-  local port=$1
-  for _ in $(seq 1 900); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health/ready")" = 200 ] && return 0
-    sleep 0.1
-  done
-  echo "the service on port $port is not ready after 90 s" >&2
-  stack_tail_logs
-  return 1
+  stack_wait_port "$1" || { stack_tail_logs; return 1; }
 }
 
 # The consistency oracle, once every order is settled: every order terminal, no stock
@@ -190,7 +175,7 @@ run_stack() {
         payment) port=$((r * 10000 - 1917)) db="${prefix}_payments" ;;
         inventory) port=$((r * 10000 - 1916)) db="${prefix}_inventory" ;;
       esac
-      replica "$service" "$port" "$db"
+      stack_replica "$service" "$port" "$db"
       wait_ready_port "$port"
     done
   done

@@ -55,21 +55,40 @@ stack_start() {
 # deployment).
 _stack_service() {
   local service=$1; shift
-  env JWT_ALLOW_DEV_KEY=true "$@" "$bin/$service-service" >"$logs/$service.log" 2>&1 &
+  _stack_process "$service" "$service" "$@"
+}
+
+# stack_replica SERVICE PORT DATABASE: one more replica of SERVICE on PORT, against the
+# database of the first (a name made by stack_start), logging to SERVICE-PORT.log.
+stack_replica() {
+  local service=$1 port=$2 db=$3
+  _stack_process "$service-$port" "$service" HTTP_ADDR="127.0.0.1:$port" DATABASE_URL="$server/$db"
+}
+
+_stack_process() {
+  local log=$1 service=$2; shift 2
+  env JWT_ALLOW_DEV_KEY=true "$@" "$bin/$service-service" >"$logs/$log.log" 2>&1 &
   stack_pids+=($!)
 }
 
-# Waits until all four answer /health/ready, for at most 90 seconds.
+# Waits until all four answer /health/ready, for at most 90 seconds each.
 stack_wait_ready() {
   local port
   for port in 8081 8082 8083 8084; do
-    for _ in $(seq 1 900); do
-      [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health/ready")" = 200 ] && continue 2
-      sleep 0.1
-    done
-    echo "the service on port $port is not ready after 90 s" >&2
-    return 1
+    stack_wait_port "$port" || return 1
   done
+}
+
+# stack_wait_port PORT: waits until the service on PORT answers /health/ready, for at most
+# 90 seconds.
+stack_wait_port() {
+  local port=$1
+  for _ in $(seq 1 900); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health/ready")" = 200 ] && return 0
+    sleep 0.1
+  done
+  echo "the service on port $port is not ready after 90 s" >&2
+  return 1
 }
 
 # The last lines of every log, for a failure message.
